@@ -7,10 +7,15 @@
 
 pub mod admission;
 pub mod binding;
+pub mod cache;
 pub mod cli;
 pub mod decision;
 pub mod field;
+pub mod logging;
+pub mod metrics;
 pub mod patch;
 pub mod profile;
 pub mod render;
 pub mod secret;
+pub mod server;
+pub mod tls;

@@ -1,7 +1,9 @@
 //! The `dbbind` command line (DESIGN §6).
 
+mod certs;
 mod profiles;
 mod render;
+mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,6 +48,12 @@ pub enum Command {
     Render(render::RenderArgs),
     /// List the profiles in effect, or show one in the profiles-file schema.
     Profiles(profiles::ProfilesArgs),
+    /// Run the admission webhook: TLS admission on --listen, health and metrics on
+    /// --admin-listen.
+    Serve(Box<serve::ServeArgs>),
+    /// Write a CA and a serving certificate for NAME.NAMESPACE.svc (development clusters and
+    /// the plain manifests).
+    Certs(certs::CertsArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -67,6 +75,8 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode
     let code = match cli.command {
         Command::Render(args) => render::run(&args, &profiles, stdout, stderr),
         Command::Profiles(args) => profiles::run(&args, &profiles, stdout, stderr),
+        Command::Serve(args) => serve::run(&args, profiles, cli.profiles_file),
+        Command::Certs(args) => certs::run(&args, stdout, stderr),
     };
     ExitCode::from(code)
 }

@@ -71,3 +71,56 @@ fn the_built_in_profiles_file_is_shown_as_shipped() {
     assert!(readme().contains("(src/profile/builtin.yaml)"));
     assert!(repo_path("src/profile/builtin.yaml").exists());
 }
+
+#[test]
+fn every_serve_flag_and_its_env_var_is_in_the_readme() {
+    use clap::CommandFactory;
+    let readme = readme();
+    let command = dbbind::cli::Cli::command();
+    let serve = command.find_subcommand("serve").unwrap();
+    let mut checked = 0;
+    for arg in serve.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if long == "help" {
+            continue;
+        }
+        assert!(
+            readme.contains(&format!("| `--{long}` |")),
+            "--{long} is not in the README's flag table"
+        );
+        let env = arg
+            .get_env()
+            .unwrap_or_else(|| panic!("--{long} has no env var"))
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            readme.contains(&format!("`{env}`")),
+            "{env} is not in the README"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 24, "{checked}");
+}
+
+#[test]
+fn every_metric_is_in_the_readme() {
+    let metrics = dbbind::metrics::Metrics::new();
+    metrics.observe_binding("generic");
+    let readme = readme();
+    for line in metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("# TYPE "))
+    {
+        let name = line.split_whitespace().nth(2).unwrap();
+        let exposed = if line.ends_with(" counter") {
+            format!("{name}_total")
+        } else {
+            name.to_owned()
+        };
+        assert!(
+            readme.contains(&format!("`{exposed}`")),
+            "{exposed} is not in the README"
+        );
+    }
+}

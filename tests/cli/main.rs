@@ -9,6 +9,7 @@ mod canary;
 mod docs;
 mod profiles;
 mod render;
+mod serve;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,0 +1,267 @@
+//! `dbbind serve`: flags (each with its environment variable) and the wiring of cache,
+//! certificates, profiles and listeners.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use crate::cache::SecretCache;
+use crate::logging::{self, LogFormat};
+use crate::metrics::Metrics;
+use crate::profile::ProfileSet;
+use crate::server::{
+    ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, SharedProfiles, WebhookState,
+    signals,
+};
+use crate::tls::files::FileReloader;
+use crate::tls::generate::SubjectNames;
+use crate::tls::self_managed::{Location, Manager, Policy};
+use crate::tls::{self, CertStore};
+
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerFlags,
+    #[command(flatten)]
+    pub tls: TlsFlags,
+    #[command(flatten)]
+    pub log: LogFlags,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServerFlags {
+    /// Admission listener (TLS only; HTTP/1.1 and HTTP/2).
+    #[arg(long, env = "DBBIND_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Admin listener (plain HTTP): /livez, /readyz, /metrics.
+    #[arg(long, env = "DBBIND_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Deadline for one admission request; keep it below the webhook's timeoutSeconds.
+    #[arg(long, env = "DBBIND_REQUEST_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest AdmissionReview body accepted, in bytes.
+    #[arg(long, env = "DBBIND_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Admission requests decided at once; more wait within their deadline.
+    #[arg(long, env = "DBBIND_MAX_CONCURRENT_REQUESTS", default_value_t = 128)]
+    pub max_concurrent_requests: usize,
+    /// Time a client has to complete the TLS handshake.
+    #[arg(long, env = "DBBIND_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Time an HTTP/1.1 client has to send a request's headers.
+    #[arg(long, env = "DBBIND_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// After SIGTERM, how long to keep serving while /readyz reports false.
+    #[arg(long, env = "DBBIND_SHUTDOWN_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_drain: Duration,
+    /// After the drain, how long in-flight requests may take to finish.
+    #[arg(long, env = "DBBIND_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// How often --profiles-file is checked for changes.
+    #[arg(long, env = "DBBIND_PROFILES_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub profiles_reload_interval: Duration,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsFlags {
+    /// Serving certificate (PEM chain). With --tls-key-file; re-read when it changes. Without
+    /// both, dbbind manages its own certificates.
+    #[arg(long, env = "DBBIND_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Serving certificate's private key (PEM).
+    #[arg(long, env = "DBBIND_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "DBBIND_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub tls_reload_interval: Duration,
+    /// Self-managed: dbbind's namespace (default: the service account's).
+    #[arg(long, env = "DBBIND_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Self-managed: the webhook Service, whose DNS names the certificate carries.
+    #[arg(long, env = "DBBIND_SERVICE_NAME", default_value = "dbbind")]
+    pub service_name: String,
+    /// Self-managed: the Secret holding the CA and serving certificate.
+    #[arg(long, env = "DBBIND_CERT_SECRET_NAME", default_value = "dbbind-tls")]
+    pub cert_secret_name: String,
+    /// Self-managed: the MutatingWebhookConfiguration whose caBundle dbbind keeps current.
+    #[arg(long, env = "DBBIND_WEBHOOK_CONFIG_NAME", default_value = "dbbind")]
+    pub webhook_config_name: String,
+    /// Self-managed: extra DNS names for the serving certificate (comma separated).
+    #[arg(long, env = "DBBIND_EXTRA_DNS_NAMES", value_delimiter = ',')]
+    pub extra_dns_names: Vec<String>,
+    /// Self-managed: IP addresses for the serving certificate (comma separated), e.g. 127.0.0.1
+    /// for a URL-registered webhook.
+    #[arg(long, env = "DBBIND_EXTRA_IP_ADDRESSES", value_delimiter = ',')]
+    pub extra_ip_addresses: Vec<IpAddr>,
+    /// Self-managed: lifetime of the serving certificate; renewed after two thirds of it.
+    #[arg(long, env = "DBBIND_SERVING_CERT_VALIDITY", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub serving_cert_validity: Duration,
+    /// Self-managed: lifetime of the CA; rotated after two thirds of it, the old CA staying in
+    /// the caBundle while it is valid.
+    #[arg(long, env = "DBBIND_CA_VALIDITY", default_value = "365d", value_parser = humantime::parse_duration)]
+    pub ca_validity: Duration,
+    /// Self-managed: how often the certificate Secret and caBundle are checked.
+    #[arg(long, env = "DBBIND_CERT_CHECK_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub cert_check_interval: Duration,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogFlags {
+    /// json in a cluster, text on a terminal.
+    #[arg(long, env = "DBBIND_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// A tracing env-filter directive, e.g. info or dbbind=debug,kube=info.
+    #[arg(long, env = "DBBIND_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Runs the server until a shutdown signal; returns the exit code.
+pub fn run(args: &ServeArgs, profiles: ProfileSet, profiles_file: Option<PathBuf>) -> u8 {
+    if let Err(error) = logging::init(args.log.log_format, &args.log.log_level) {
+        eprintln!("Error: {error}");
+        return super::EXIT_BAD_INPUT;
+    }
+    tls::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(args, profiles, profiles_file)) {
+        Ok(()) => 0,
+        Err(error) => {
+            tracing::error!(%error, "dbbind serve failed");
+            1
+        }
+    }
+}
+
+async fn serve(
+    args: &ServeArgs,
+    profiles: ProfileSet,
+    profiles_file: Option<PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = Arc::new(Metrics::new());
+    let certs = CertStore::new();
+    let client = kube::Client::try_default().await?;
+
+    let cache = Arc::new(SecretCache::new());
+    {
+        let cache = Arc::clone(&cache);
+        let metrics = Arc::clone(&metrics);
+        let api: Api<Secret> = Api::all(client.clone());
+        tokio::spawn(async move {
+            cache
+                .run(api, |count| metrics.set_cache_objects(count))
+                .await
+        });
+    }
+
+    let profiles = SharedProfiles::new(profiles);
+    if let Some(path) = profiles_file {
+        tokio::spawn(
+            profiles
+                .clone()
+                .reload_from(path, args.server.profiles_reload_interval),
+        );
+    }
+
+    start_certificates(args, client, Arc::clone(&certs), Arc::clone(&metrics))?;
+
+    let readiness = {
+        let cache = Arc::clone(&cache);
+        Arc::new(Readiness::new(Arc::clone(&certs), move || {
+            cache.is_synced()
+        }))
+    };
+    let limits = Limits {
+        max_body_bytes: args.server.max_body_bytes,
+        request_timeout: args.server.request_timeout,
+        max_concurrent: args.server.max_concurrent_requests,
+    };
+    let webhook = WebhookState::new(cache, profiles, Arc::clone(&metrics), limits);
+    let server = Server::bind(ServeOptions {
+        listen: args.server.listen,
+        admin_listen: args.server.admin_listen,
+        connections: ConnectionLimits {
+            handshake_timeout: args.server.handshake_timeout,
+            header_read_timeout: args.server.header_read_timeout,
+        },
+        shutdown_drain: args.server.shutdown_drain,
+        shutdown_timeout: args.server.shutdown_timeout,
+    })
+    .await?;
+    let parts = Parts {
+        webhook,
+        certs,
+        readiness,
+        metrics,
+    };
+    server.run(parts, signals::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Certificates from files when both are given, otherwise self-managed.
+fn start_certificates(
+    args: &ServeArgs,
+    client: kube::Client,
+    certs: Arc<CertStore>,
+    metrics: Arc<Metrics>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let on_loaded = move |not_after| metrics.set_certificate_expiry(not_after);
+    if let (Some(cert), Some(key)) = (&args.tls.tls_cert_file, &args.tls.tls_key_file) {
+        tracing::info!(cert = %cert.display(), key = %key.display(), "serving certificates from files");
+        let reloader = FileReloader::new(cert, key, certs);
+        tokio::spawn(reloader.run(args.tls.tls_reload_interval, on_loaded));
+        return Ok(());
+    }
+    let namespace = match &args.tls.namespace {
+        Some(namespace) => namespace.clone(),
+        None => std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+            .map(|text| text.trim().to_owned())
+            .map_err(|error| {
+                format!(
+                    "self-managed certificates need --namespace (not running in a pod: {error})"
+                )
+            })?,
+    };
+    let names = SubjectNames::for_service(
+        &args.tls.service_name,
+        &namespace,
+        &args.tls.extra_dns_names,
+        &args.tls.extra_ip_addresses,
+    );
+    tracing::info!(%namespace, secret = %args.tls.cert_secret_name, "self-managed certificates");
+    let manager = Manager {
+        secrets: Api::namespaced(client.clone(), &namespace),
+        webhooks: Api::all(client),
+        location: Location {
+            namespace,
+            secret_name: args.tls.cert_secret_name.clone(),
+            webhook_config_name: args.tls.webhook_config_name.clone(),
+        },
+        policy: Policy {
+            names,
+            serving_validity: args.tls.serving_cert_validity,
+            ca_validity: args.tls.ca_validity,
+        },
+        store: certs,
+    };
+    tokio::spawn(manager.run(args.tls.cert_check_interval, on_loaded));
+    Ok(())
+}

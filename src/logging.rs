@@ -1,0 +1,32 @@
+//! Logs with tracing: JSON in a cluster, text on a terminal. What is logged never includes a
+//! Secret value: dbbind never holds one (see [`crate::secret`]).
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    #[default]
+    Text,
+}
+
+/// Installs the global subscriber. `filter` is an env-filter directive (`info`,
+/// `dbbind=debug,kube=info`).
+pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|error| format!("invalid log filter {filter:?}: {error}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|error| error.to_string())
+}

@@ -1,0 +1,110 @@
+//! The TLS listener: each connection in its own task, so a slow or stalled client never blocks
+//! accept or other clients; HTTP/1.1 or HTTP/2 by ALPN; graceful shutdown that lets in-flight
+//! requests finish.
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// Per-connection time limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// A client must finish the TLS handshake within this.
+    pub handshake_timeout: Duration,
+    /// An HTTP/1.1 client must send a request's headers within this; an HTTP/2 connection
+    /// must answer a keep-alive ping within this.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            handshake_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Accepts TLS connections until `stop` turns true, then waits up to `deadline` for the open
+/// connections to finish their in-flight requests. Returns whether they all did.
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+    deadline: Duration,
+) -> bool {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let service = TowerToHyperService::new(app.clone());
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    // The protocol comes from ALPN, not from sniffing the first bytes: a sniff
+                    // would wait on a silent client outside the header-read timeout.
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let io = TokioIo::new(tls);
+                    let result = if h2 {
+                        let mut builder = http2::Builder::new(TokioExecutor::new());
+                        builder
+                            .timer(TokioTimer::new())
+                            .keep_alive_interval(Some(limits.header_read_timeout))
+                            .keep_alive_timeout(limits.header_read_timeout);
+                        watcher.watch(builder.serve_connection(io, service)).await
+                    } else {
+                        let mut builder = http1::Builder::new();
+                        builder
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(limits.header_read_timeout);
+                        watcher.watch(builder.serve_connection(io, service)).await
+                    };
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+            () = stopped(&mut stop) => break,
+        }
+    }
+    // No new connections from here; open ones finish what they are doing, then close.
+    drop(listener);
+    tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_ok()
+}
+
+/// Resolves once `stop` turns true (or its sender is gone). The watch guard is dropped inside,
+/// so the accept loop's future stays `Send`.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}

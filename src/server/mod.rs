@@ -1,0 +1,135 @@
+//! `dbbind serve`: the admission listener (TLS) and the admin listener (plain HTTP), and the
+//! shutdown sequence that drains them.
+
+pub mod admin;
+pub mod listener;
+pub mod profiles;
+pub mod signals;
+pub mod webhook;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub use admin::Readiness;
+pub use listener::ConnectionLimits;
+pub use profiles::SharedProfiles;
+pub use webhook::{Limits, WebhookState};
+
+use crate::metrics::Metrics;
+use crate::tls::{CertStore, TlsError, server_config};
+
+/// Where to listen and how to shut down.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub connections: ConnectionLimits,
+    /// After a shutdown signal, how long to keep accepting while readiness reports false, so
+    /// the endpoints controller removes this replica before it stops listening.
+    pub shutdown_drain: Duration,
+    /// How long in-flight requests may take to finish once accepting has stopped.
+    pub shutdown_timeout: Duration,
+}
+
+/// What the listeners serve.
+pub struct Parts {
+    pub webhook: WebhookState,
+    pub certs: Arc<CertStore>,
+    pub readiness: Arc<Readiness>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Both listeners, bound.
+pub struct Server {
+    webhook: TcpListener,
+    admin: TcpListener,
+    options: ServeOptions,
+}
+
+impl Server {
+    pub async fn bind(options: ServeOptions) -> Result<Server, ServeError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })
+        };
+        Ok(Server {
+            webhook: bind(options.listen).await?,
+            admin: bind(options.admin_listen).await?,
+            options,
+        })
+    }
+
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.webhook.local_addr().ok()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` resolves, then: readiness false, accept for the drain window,
+    /// stop accepting, let in-flight requests finish within the shutdown timeout.
+    pub async fn run(
+        self,
+        parts: Parts,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let options = self.options;
+        let acceptor = TlsAcceptor::from(Arc::new(server_config(Arc::clone(&parts.certs))?));
+        let (stop, stopped) = watch::channel(false);
+
+        let webhook = tokio::spawn(listener::serve_tls(
+            self.webhook,
+            acceptor,
+            webhook::router(parts.webhook),
+            options.connections,
+            stopped.clone(),
+            options.shutdown_timeout,
+        ));
+        let mut admin_stopped = stopped;
+        let admin_app = admin::router(Arc::clone(&parts.readiness), Arc::clone(&parts.metrics));
+        let admin = tokio::spawn(async move {
+            let serving = axum::serve(self.admin, admin_app).with_graceful_shutdown(async move {
+                let _ = admin_stopped.wait_for(|stopped| *stopped).await;
+            });
+            if let Err(error) = serving.await {
+                tracing::warn!(%error, "admin listener failed");
+            }
+        });
+        parts.readiness.set_listener_bound();
+        tracing::info!(listen = %options.listen, admin_listen = %options.admin_listen, "serving");
+
+        shutdown.await;
+        parts.readiness.set_shutting_down();
+        tracing::info!(drain = ?options.shutdown_drain, "shutting down: readiness is false, draining");
+        tokio::time::sleep(options.shutdown_drain).await;
+        let _ = stop.send(true);
+        match webhook.await {
+            Ok(true) => tracing::info!("in-flight requests finished"),
+            Ok(false) => {
+                tracing::warn!(timeout = ?options.shutdown_timeout, "in-flight requests did not finish in time")
+            }
+            Err(error) => tracing::warn!(%error, "admission listener task failed"),
+        }
+        let _ = admin.await;
+        Ok(())
+    }
+}

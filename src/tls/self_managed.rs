@@ -1,0 +1,437 @@
+//! Self-managed certificates: dbbind makes its own CA and short-lived serving certificate, keeps
+//! them in a Secret of its namespace, keeps the MutatingWebhookConfiguration's `caBundle`
+//! current, and rotates before expiry.
+//!
+//! Several replicas run this at once. The Secret is the single source of truth and is written
+//! with optimistic concurrency (create, or replace at the resourceVersion read): a replica that
+//! loses a race re-reads and adopts the winner's certificates. Every replica reconciles the
+//! webhook's `caBundle` to the Secret's bundle, so they converge. A writer updates the
+//! `caBundle` *before* it stores a certificate signed by a new CA, and the bundle keeps the
+//! previous CA while it is valid, so no replica ever serves a certificate the API server does not
+//! trust yet.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::generate::{PemPair, SubjectNames, issue_serving, new_ca};
+use super::{CertStore, ServingCert, TlsError};
+
+pub const CA_CERT_KEY: &str = "ca.crt";
+pub const CA_KEY_KEY: &str = "ca.key";
+pub const CA_BUNDLE_KEY: &str = "ca-bundle.crt";
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
+
+/// What the certificates must be.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub names: SubjectNames,
+    pub serving_validity: Duration,
+    pub ca_validity: Duration,
+}
+
+/// The certificate material kept in the Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Material {
+    pub ca: PemPair,
+    /// PEM certificates the API server should trust: the current CA, then older ones still valid.
+    pub bundle: String,
+    pub serving: PemPair,
+}
+
+/// What to do with the material found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    Keep,
+    /// New material, and why.
+    Renew {
+        material: Material,
+        reason: String,
+    },
+}
+
+/// Decides whether the material needs renewing. A certificate is renewed once two thirds of its
+/// lifetime have passed; the serving certificate also when its names or its CA changed.
+pub fn plan(
+    existing: Option<&Material>,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<Plan, TlsError> {
+    let Some(existing) = existing else {
+        let ca = new_ca(&ca_name(now), policy.ca_validity, now)?;
+        let serving = issue_serving(&ca, &policy.names, policy.serving_validity, now)?;
+        let bundle = ca.cert_pem.clone();
+        return Ok(Plan::Renew {
+            material: Material {
+                ca,
+                bundle,
+                serving,
+            },
+            reason: "no certificates yet".to_owned(),
+        });
+    };
+
+    let ca = CertFacts::from_pem(existing.ca.cert_pem.as_bytes());
+    let ca_reason = match &ca {
+        Err(error) => Some(format!("the CA cannot be read ({error})")),
+        Ok(ca) if ca.due(now, policy.ca_validity) => Some("the CA is due for rotation".to_owned()),
+        Ok(_) => None,
+    };
+    if let Some(reason) = ca_reason {
+        let new = new_ca(&ca_name(now), policy.ca_validity, now)?;
+        let serving = issue_serving(&new, &policy.names, policy.serving_validity, now)?;
+        let bundle = bundle_of(&new.cert_pem, &existing.bundle, now);
+        return Ok(Plan::Renew {
+            material: Material {
+                ca: new,
+                bundle,
+                serving,
+            },
+            reason,
+        });
+    }
+
+    let serving_reason = match CertFacts::from_pem(existing.serving.cert_pem.as_bytes()) {
+        Err(error) => Some(format!("the serving certificate cannot be read ({error})")),
+        Ok(serving) if serving.due(now, policy.serving_validity) => {
+            Some("the serving certificate is due for renewal".to_owned())
+        }
+        Ok(serving) if !serving.names_match(&policy.names) => {
+            Some("the serving certificate's names changed".to_owned())
+        }
+        Ok(serving) if !ca.as_ref().is_ok_and(|ca| serving.issued_by(ca)) => {
+            Some("the serving certificate is not signed by the current CA".to_owned())
+        }
+        Ok(_) => None,
+    };
+    let bundle = bundle_of(&existing.ca.cert_pem, &existing.bundle, now);
+    match serving_reason {
+        Some(reason) => Ok(Plan::Renew {
+            material: Material {
+                ca: existing.ca.clone(),
+                bundle,
+                serving: issue_serving(&existing.ca, &policy.names, policy.serving_validity, now)?,
+            },
+            reason,
+        }),
+        None if bundle != existing.bundle => Ok(Plan::Renew {
+            material: Material {
+                bundle,
+                ..existing.clone()
+            },
+            reason: "the CA bundle changed (an old CA expired)".to_owned(),
+        }),
+        None => Ok(Plan::Keep),
+    }
+}
+
+fn ca_name(now: OffsetDateTime) -> String {
+    format!("dbbind CA {}", now.unix_timestamp())
+}
+
+/// The current CA first, then every other CA of the old bundle that is still valid.
+fn bundle_of(current_ca_pem: &str, old_bundle: &str, now: OffsetDateTime) -> String {
+    let current = CertificateDer::pem_slice_iter(current_ca_pem.as_bytes())
+        .flatten()
+        .next();
+    let mut pems = vec![current_ca_pem.trim_end().to_owned()];
+    for der in CertificateDer::pem_slice_iter(old_bundle.as_bytes()).flatten() {
+        let still_valid = super::not_after(&der).is_ok_and(|t| t > now.unix_timestamp());
+        if Some(&der) != current.as_ref() && still_valid {
+            pems.push(to_pem(&der));
+        }
+    }
+    let mut bundle = pems.join("\n");
+    bundle.push('\n');
+    bundle
+}
+
+fn to_pem(der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+        .trim_end()
+        .to_owned()
+}
+
+/// What the plan needs to know of a certificate.
+struct CertFacts {
+    der: Vec<u8>,
+    not_before: i64,
+    not_after: i64,
+}
+
+impl CertFacts {
+    fn from_pem(pem: &[u8]) -> Result<CertFacts, String> {
+        let der = CertificateDer::pem_slice_iter(pem)
+            .next()
+            .ok_or_else(|| "no certificate".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| e.to_string())?;
+        Ok(CertFacts {
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            der: der.to_vec(),
+        })
+    }
+
+    fn parsed(&self) -> Option<X509Certificate<'_>> {
+        X509Certificate::from_der(&self.der)
+            .ok()
+            .map(|(_, cert)| cert)
+    }
+
+    /// Two thirds of the lifetime (as issued, or as the policy now wants, whichever is shorter)
+    /// have passed.
+    fn due(&self, now: OffsetDateTime, wanted: Duration) -> bool {
+        let lifetime = (self.not_after - self.not_before)
+            .min(i64::try_from(wanted.as_secs()).unwrap_or(i64::MAX));
+        now.unix_timestamp() >= self.not_after - lifetime / 3
+    }
+
+    fn names_match(&self, names: &SubjectNames) -> bool {
+        let Some(cert) = self.parsed() else {
+            return false;
+        };
+        let mut dns = Vec::new();
+        let mut ips = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(name) => dns.push((*name).to_owned()),
+                    GeneralName::IPAddress(bytes) => ips.push(bytes.to_vec()),
+                    _ => {}
+                }
+            }
+        }
+        let wanted_ips: Vec<Vec<u8>> = names
+            .ips
+            .iter()
+            .map(|ip| match ip {
+                std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+                std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+            })
+            .collect();
+        dns.sort();
+        ips.sort();
+        let mut wanted_dns = names.dns.clone();
+        wanted_dns.sort();
+        let mut wanted_ips = wanted_ips;
+        wanted_ips.sort();
+        dns == wanted_dns && ips == wanted_ips
+    }
+
+    fn issued_by(&self, ca: &CertFacts) -> bool {
+        match (self.parsed(), ca.parsed()) {
+            (Some(cert), Some(ca)) => cert.verify_signature(Some(ca.public_key())).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// Where the certificates live and which webhook trusts them.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub namespace: String,
+    pub secret_name: String,
+    pub webhook_config_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelfManagedError {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("Secret {0} lacks key {1}")]
+    MissingKey(String, &'static str),
+}
+
+fn material_of(secret: &Secret) -> Result<Material, SelfManagedError> {
+    let data = secret.data.clone().unwrap_or_default();
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let get = |key: &'static str| {
+        data.get(key)
+            .map(|value| String::from_utf8_lossy(&value.0).into_owned())
+            .ok_or_else(|| SelfManagedError::MissingKey(name.clone(), key))
+    };
+    Ok(Material {
+        ca: PemPair {
+            cert_pem: get(CA_CERT_KEY)?,
+            key_pem: get(CA_KEY_KEY)?,
+        },
+        bundle: get(CA_BUNDLE_KEY)?,
+        serving: PemPair {
+            cert_pem: get(TLS_CERT_KEY)?,
+            key_pem: get(TLS_KEY_KEY)?,
+        },
+    })
+}
+
+fn secret_of(location: &Location, material: &Material, resource_version: Option<String>) -> Secret {
+    let entry = |value: &str| ByteString(value.as_bytes().to_vec());
+    let data = BTreeMap::from([
+        (CA_CERT_KEY.to_owned(), entry(&material.ca.cert_pem)),
+        (CA_KEY_KEY.to_owned(), entry(&material.ca.key_pem)),
+        (CA_BUNDLE_KEY.to_owned(), entry(&material.bundle)),
+        (TLS_CERT_KEY.to_owned(), entry(&material.serving.cert_pem)),
+        (TLS_KEY_KEY.to_owned(), entry(&material.serving.key_pem)),
+    ]);
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(location.secret_name.clone()),
+            namespace: Some(location.namespace.clone()),
+            resource_version,
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_owned(),
+                "dbbind".to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+/// Keeps certificates current against the API server.
+pub struct Manager {
+    pub secrets: Api<Secret>,
+    pub webhooks: Api<MutatingWebhookConfiguration>,
+    pub location: Location,
+    pub policy: Policy,
+    pub store: Arc<CertStore>,
+}
+
+impl Manager {
+    /// One pass: read the Secret, renew if due (webhook first, then the Secret), load the
+    /// serving certificate, and bring the webhook's caBundle in line. Returns the notAfter served.
+    pub async fn reconcile(&self) -> Result<i64, SelfManagedError> {
+        loop {
+            let found = self.secrets.get_opt(&self.location.secret_name).await?;
+            let existing = match &found {
+                Some(secret) => match material_of(secret) {
+                    Ok(material) => Some(material),
+                    Err(error) => {
+                        tracing::warn!(%error, "certificate Secret is incomplete; replacing it");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let material = match plan(existing.as_ref(), &self.policy, OffsetDateTime::now_utc())? {
+                Plan::Keep => existing.ok_or(SelfManagedError::MissingKey(
+                    self.location.secret_name.clone(),
+                    TLS_CERT_KEY,
+                ))?,
+                Plan::Renew { material, reason } => {
+                    tracing::info!(%reason, secret = %self.location.secret_name, "renewing certificates");
+                    self.sync_ca_bundle(&material.bundle).await?;
+                    let resource_version = found
+                        .as_ref()
+                        .and_then(|s| s.metadata.resource_version.clone());
+                    let secret = secret_of(&self.location, &material, resource_version.clone());
+                    let written = match resource_version {
+                        Some(_) => {
+                            self.secrets
+                                .replace(
+                                    &self.location.secret_name,
+                                    &PostParams::default(),
+                                    &secret,
+                                )
+                                .await
+                        }
+                        None => self.secrets.create(&PostParams::default(), &secret).await,
+                    };
+                    match written {
+                        Ok(_) => material,
+                        // Another replica wrote first: adopt what it wrote.
+                        Err(kube::Error::Api(status)) if status.code == 409 => {
+                            tracing::info!(
+                                "another replica updated the certificates first; re-reading"
+                            );
+                            continue;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+            };
+            let serving = ServingCert::from_pem(
+                material.serving.cert_pem.as_bytes(),
+                material.serving.key_pem.as_bytes(),
+            )?;
+            let not_after = serving.not_after;
+            let changed = self
+                .store
+                .current()
+                .is_none_or(|current| current.key.cert != serving.key.cert);
+            if changed {
+                self.store.set(serving);
+                tracing::info!(
+                    not_after,
+                    "serving certificate loaded from the certificate Secret"
+                );
+            }
+            self.sync_ca_bundle(&material.bundle).await?;
+            return Ok(not_after);
+        }
+    }
+
+    /// Sets every webhook's caBundle in the configuration to `bundle`. A missing configuration is
+    /// not an error (it may not be installed yet); a conflict is retried on the next pass.
+    async fn sync_ca_bundle(&self, bundle: &str) -> Result<(), SelfManagedError> {
+        let name = &self.location.webhook_config_name;
+        let Some(mut config) = self.webhooks.get_opt(name).await? else {
+            tracing::warn!(webhook_configuration = %name, "MutatingWebhookConfiguration not found; caBundle not set");
+            return Ok(());
+        };
+        let wanted = ByteString(bundle.as_bytes().to_vec());
+        let mut changed = false;
+        for webhook in config.webhooks.iter_mut().flatten() {
+            if webhook.client_config.ca_bundle.as_ref() != Some(&wanted) {
+                webhook.client_config.ca_bundle = Some(wanted.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            match self
+                .webhooks
+                .replace(name, &PostParams::default(), &config)
+                .await
+            {
+                Ok(_) => tracing::info!(webhook_configuration = %name, "caBundle updated"),
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    tracing::info!(webhook_configuration = %name, "caBundle update conflicted; retrying on the next pass");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconciles now and then every `interval`, forever. `on_loaded` receives the notAfter.
+    pub async fn run(self, interval: Duration, on_loaded: impl Fn(i64) + Send) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match self.reconcile().await {
+                Ok(not_after) => on_loaded(not_after),
+                Err(error) => {
+                    tracing::warn!(%error, "self-managed certificates not reconciled; retrying")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,13 @@
+//! `dbbind serve`'s plumbing: the router's every answer (in-process), real TLS on loopback
+//! (HTTP/1.1 and HTTP/2, rotation, stalled clients), graceful shutdown, and the Secret watch
+//! cache against a fake API server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cache;
+mod harness;
+mod router;
+mod shutdown;
+mod tls;
