@@ -129,3 +129,45 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The caches of a fixed set of namespaces, each watched on its own (`--watch-namespaces`), so
+/// dbbind needs Secret read access in those namespaces only.
+#[derive(Debug, Default)]
+pub struct ScopedSecretCache {
+    caches: std::collections::BTreeMap<String, std::sync::Arc<SecretCache>>,
+}
+
+impl ScopedSecretCache {
+    pub fn new(namespaces: &[String]) -> ScopedSecretCache {
+        ScopedSecretCache {
+            caches: namespaces
+                .iter()
+                .map(|namespace| (namespace.clone(), std::sync::Arc::new(SecretCache::new())))
+                .collect(),
+        }
+    }
+
+    /// Each namespace's cache, to run a watcher for.
+    pub fn caches(&self) -> impl Iterator<Item = (&String, &std::sync::Arc<SecretCache>)> {
+        self.caches.iter()
+    }
+
+    /// True once every namespace has been listed.
+    pub fn is_synced(&self) -> bool {
+        self.caches.values().all(|cache| cache.is_synced())
+    }
+
+    pub fn len(&self) -> usize {
+        self.caches.values().map(|cache| cache.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SecretLookup for ScopedSecretCache {
+    fn get(&self, namespace: &str, name: &str) -> Option<SecretView> {
+        self.caches.get(namespace)?.get(namespace, name)
+    }
+}

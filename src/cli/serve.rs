@@ -10,10 +10,11 @@ use clap::Args;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use crate::cache::SecretCache;
+use crate::cache::{ScopedSecretCache, SecretCache};
 use crate::logging::{self, LogFormat};
 use crate::metrics::Metrics;
 use crate::profile::ProfileSet;
+use crate::secret::SecretLookup;
 use crate::server::{
     ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, SharedProfiles, WebhookState,
     signals,
@@ -32,7 +33,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub tls: TlsFlags,
     #[command(flatten)]
+    pub cache: CacheFlags,
+    #[command(flatten)]
     pub log: LogFlags,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Secret cache")]
+pub struct CacheFlags {
+    /// Watch Secrets in these namespaces only (comma separated), so read access to Secrets is
+    /// needed there only. They must cover every namespace that opts in. Default: all namespaces.
+    #[arg(long, env = "DBBIND_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -160,17 +172,7 @@ async fn serve(
     let certs = CertStore::new();
     let client = kube::Client::try_default().await?;
 
-    let cache = Arc::new(SecretCache::new());
-    {
-        let cache = Arc::clone(&cache);
-        let metrics = Arc::clone(&metrics);
-        let api: Api<Secret> = Api::all(client.clone());
-        tokio::spawn(async move {
-            cache
-                .run(api, |count| metrics.set_cache_objects(count))
-                .await
-        });
-    }
+    let (secrets, cache_synced) = start_cache(&args.cache, &client, &metrics);
 
     let profiles = SharedProfiles::new(profiles);
     if let Some(path) = profiles_file {
@@ -183,18 +185,13 @@ async fn serve(
 
     start_certificates(args, client, Arc::clone(&certs), Arc::clone(&metrics))?;
 
-    let readiness = {
-        let cache = Arc::clone(&cache);
-        Arc::new(Readiness::new(Arc::clone(&certs), move || {
-            cache.is_synced()
-        }))
-    };
+    let readiness = Arc::new(Readiness::new(Arc::clone(&certs), cache_synced));
     let limits = Limits {
         max_body_bytes: args.server.max_body_bytes,
         request_timeout: args.server.request_timeout,
         max_concurrent: args.server.max_concurrent_requests,
     };
-    let webhook = WebhookState::new(cache, profiles, Arc::clone(&metrics), limits);
+    let webhook = WebhookState::new(secrets, profiles, Arc::clone(&metrics), limits);
     let server = Server::bind(ServeOptions {
         listen: args.server.listen,
         admin_listen: args.server.admin_listen,
@@ -214,6 +211,46 @@ async fn serve(
     };
     server.run(parts, signals::shutdown_signal()).await?;
     Ok(())
+}
+
+type Lookup = Arc<dyn SecretLookup + Send + Sync>;
+type SyncCheck = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// Starts the Secret watchers: one for the whole cluster, or one per `--watch-namespaces`
+/// entry. Returns the lookup and its sync check.
+fn start_cache(
+    flags: &CacheFlags,
+    client: &kube::Client,
+    metrics: &Arc<Metrics>,
+) -> (Lookup, SyncCheck) {
+    if flags.watch_namespaces.is_empty() {
+        let cache = Arc::new(SecretCache::new());
+        let (watched, metrics) = (Arc::clone(&cache), Arc::clone(metrics));
+        let api: Api<Secret> = Api::all(client.clone());
+        tokio::spawn(async move {
+            watched
+                .run(api, |count| metrics.set_cache_objects(count))
+                .await
+        });
+        let synced = Arc::clone(&cache);
+        let lookup: Lookup = cache;
+        return (lookup, Box::new(move || synced.is_synced()) as SyncCheck);
+    }
+    let scoped = Arc::new(ScopedSecretCache::new(&flags.watch_namespaces));
+    for (namespace, cache) in scoped.caches() {
+        let (watched, metrics, total) =
+            (Arc::clone(cache), Arc::clone(metrics), Arc::clone(&scoped));
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        tokio::spawn(async move {
+            watched
+                .run(api, |_| metrics.set_cache_objects(total.len()))
+                .await
+        });
+    }
+    tracing::info!(namespaces = %flags.watch_namespaces.join(","), "watching Secrets in these namespaces only");
+    let synced = Arc::clone(&scoped);
+    let lookup: Lookup = scoped;
+    (lookup, Box::new(move || synced.is_synced()) as SyncCheck)
 }
 
 /// Certificates from files when both are given, otherwise self-managed.

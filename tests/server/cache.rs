@@ -238,3 +238,37 @@ async fn no_secret_value_reaches_a_log_line_at_any_level() {
         "a value leaked as bytes:\n{logs}"
     );
 }
+
+#[test]
+fn a_scoped_cache_answers_for_its_namespaces_only_and_syncs_when_all_have() {
+    use dbbind::cache::ScopedSecretCache;
+    use kube::runtime::watcher::Event;
+    let scoped = ScopedSecretCache::new(&["shop".to_owned(), "billing".to_owned()]);
+    let caches: std::collections::BTreeMap<String, Arc<SecretCache>> = scoped
+        .caches()
+        .map(|(namespace, cache)| (namespace.clone(), Arc::clone(cache)))
+        .collect();
+    let in_namespace = |namespace: &str, name: &str| {
+        let mut object = secret(name, "1", &["host"]);
+        object["metadata"]["namespace"] = json!(namespace);
+        serde_json::from_value::<Secret>(object).unwrap()
+    };
+    for event in [
+        Event::Init,
+        Event::InitApply(in_namespace("shop", "orders-db")),
+        Event::InitDone,
+    ] {
+        caches["shop"].apply(event);
+    }
+    assert!(!scoped.is_synced(), "billing has not listed yet");
+    caches["billing"].apply(Event::Init);
+    caches["billing"].apply(Event::InitDone);
+    assert!(scoped.is_synced());
+    assert!(scoped.get("shop", "orders-db").is_some());
+    assert!(scoped.get("billing", "orders-db").is_none());
+    assert!(
+        scoped.get("elsewhere", "orders-db").is_none(),
+        "unwatched namespaces know no Secrets"
+    );
+    assert_eq!(scoped.len(), 1);
+}

@@ -9,5 +9,6 @@ mod support;
 mod cache;
 mod harness;
 mod router;
+mod self_managed;
 mod shutdown;
 mod tls;
