@@ -1,0 +1,80 @@
+//! The live demo: a real control plane on this machine, dbbind installed as its webhook, every
+//! example applied, and for each one the variables its pod received and whether an unmodified
+//! client connected with them.
+//!
+//!   cargo run -p dbbind-e2e --bin demo            run, report, tear down
+//!   cargo run -p dbbind-e2e --bin demo -- --keep  and keep it running (Ctrl-C ends it)
+
+use std::process::ExitCode;
+
+use dbbind_e2e::scenarios::{self, Environment, SCENARIOS};
+
+fn main() -> ExitCode {
+    let keep = std::env::args().any(|arg| arg == "--keep");
+    dbbind_e2e::process::stop_all_on_signal();
+    eprintln!(
+        "==> starting etcd, kube-apiserver and kube-controller-manager (built on first use), PostgreSQL, and dbbind"
+    );
+    let environment = match Environment::start() {
+        Ok(environment) => environment,
+        Err(error) => {
+            eprintln!("the demo environment did not start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "==> dbbind is the cluster's mutating webhook; applying examples/ into opted-in namespaces\n"
+    );
+    let Ok(runtime) = tokio::runtime::Runtime::new() else {
+        return ExitCode::FAILURE;
+    };
+    let mut failed = 0;
+    for scenario in SCENARIOS {
+        let report = runtime.block_on(async {
+            let client = environment.plane.client().await?;
+            scenarios::run(&environment.plane, &client, &environment.servers, scenario).await
+        });
+        println!("## {} (examples/{}.yaml)", scenario.name, scenario.name);
+        match report {
+            Ok(report) => {
+                println!("pod {} received:", report.pod);
+                for variable in &report.variables {
+                    println!("  {variable}");
+                }
+                for file in &report.files {
+                    println!("  file {file}");
+                }
+                for connection in &report.connections {
+                    println!("  client {connection}");
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                println!("  FAILED: {error}");
+            }
+        }
+        println!();
+    }
+    println!(
+        "{} of {} scenarios bound and connected",
+        SCENARIOS.len() - failed,
+        SCENARIOS.len()
+    );
+    if keep {
+        println!(
+            "\nThe cluster keeps running; try:\n  {}/kubectl --kubeconfig {} get pods -A\nCtrl-C stops everything.",
+            dbbind_e2e::tools::k8s_bin_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            environment.plane.kubeconfig.display()
+        );
+        loop {
+            std::thread::park();
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,286 @@
+//! A real control plane on loopback: etcd, kube-apiserver, kube-controller-manager, each on a
+//! free port, with a CA, serving certificate, service-account key and admin token made here.
+//!
+//! There is no kubelet or scheduler: pods stay Pending, which is all admission needs. The
+//! controller manager is what makes a Deployment's ReplicaSet create Pods (with an empty name
+//! and a generateName, as in production) and gives each namespace its default ServiceAccount.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use dbbind::tls::generate::{PemPair, SubjectNames, issue_serving, new_ca};
+use time::OffsetDateTime;
+
+use crate::process::Daemon;
+use crate::tools::{self, free_port};
+use crate::{Error, Result};
+
+const ADMIN_TOKEN: &str = "dbbind-e2e-admin-token";
+
+pub struct ControlPlane {
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub server: String,
+    pub ca: PemPair,
+    bin: PathBuf,
+    // Dropped in reverse order of start: the controller manager first, etcd last.
+    controller_manager: Daemon,
+    apiserver: Daemon,
+    _etcd: Daemon,
+}
+
+impl ControlPlane {
+    /// Starts everything and waits until the API server is ready and serves OpenAPI.
+    pub fn start() -> Result<ControlPlane> {
+        let bin = tools::k8s_bin_dir()?;
+        // DBBIND_E2E_KEEP=1 keeps the directory (logs, kubeconfig, certificates) for a post-mortem.
+        let keep = std::env::var_os("DBBIND_E2E_KEEP").is_some();
+        let dir = tempfile::Builder::new()
+            .prefix("dbbind-e2e-")
+            .disable_cleanup(keep)
+            .tempdir()?;
+        let path = |name: &str| dir.path().join(name);
+
+        let now = OffsetDateTime::now_utc();
+        let day = Duration::from_secs(86_400);
+        let ca =
+            new_ca("dbbind e2e cluster CA", day, now).map_err(|e| Error::new(e.to_string()))?;
+        let names = SubjectNames {
+            dns: [
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ips: vec![
+                "127.0.0.1".parse().map_err(|_| Error::new("ip"))?,
+                "10.0.0.1".parse().map_err(|_| Error::new("ip"))?,
+            ],
+        };
+        let serving =
+            issue_serving(&ca, &names, day, now).map_err(|e| Error::new(e.to_string()))?;
+        let service_account = rcgen::KeyPair::generate().map_err(|e| Error::new(e.to_string()))?;
+        write(&path("ca.crt"), &ca.cert_pem)?;
+        write(&path("apiserver.crt"), &serving.cert_pem)?;
+        write(&path("apiserver.key"), &serving.key_pem)?;
+        write(&path("sa.key"), &service_account.serialize_pem())?;
+        write(&path("sa.pub"), &service_account.public_key_pem())?;
+        write(
+            &path("tokens.csv"),
+            &format!("{ADMIN_TOKEN},admin,admin,\"system:masters\"\n"),
+        )?;
+
+        let etcd_port = free_port()?;
+        let etcd_peer = free_port()?;
+        let mut etcd = Command::new(tools::etcd()?);
+        etcd.args([
+            "--name=e2e".to_owned(),
+            format!("--data-dir={}", path("etcd").display()),
+            format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-cluster=e2e=http://127.0.0.1:{etcd_peer}"),
+            "--log-level=warn".to_owned(),
+        ]);
+        let etcd = Daemon::start("etcd", etcd, dir.path())?;
+
+        let port = free_port()?;
+        let server = format!("https://127.0.0.1:{port}");
+        let mut apiserver = Command::new(bin.join("kube-apiserver"));
+        apiserver.args([
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", path("apiserver-certs").display()),
+            format!("--tls-cert-file={}", path("apiserver.crt").display()),
+            format!("--tls-private-key-file={}", path("apiserver.key").display()),
+            format!("--client-ca-file={}", path("ca.crt").display()),
+            format!("--token-auth-file={}", path("tokens.csv").display()),
+            "--authorization-mode=RBAC".to_owned(),
+            "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
+            format!("--service-account-key-file={}", path("sa.pub").display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                path("sa.key").display()
+            ),
+            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            "--v=1".to_owned(),
+        ]);
+        let apiserver = Daemon::start("kube-apiserver", apiserver, dir.path())?;
+
+        let kubeconfig = path("admin.kubeconfig");
+        write(&kubeconfig, &kubeconfig_yaml(&server, &ca.cert_pem))?;
+        let mut plane = ControlPlane {
+            kubeconfig: kubeconfig.clone(),
+            server,
+            ca,
+            bin,
+            controller_manager: Daemon::start(
+                "kube-controller-manager-placeholder",
+                Command::new("true"),
+                dir.path(),
+            )?,
+            apiserver,
+            _etcd: etcd,
+            dir,
+        };
+        plane.wait_ready()?;
+
+        let mut controller_manager = Command::new(plane.bin.join("kube-controller-manager"));
+        let kubeconfig_arg = kubeconfig.display().to_string();
+        controller_manager.args([
+            format!("--kubeconfig={kubeconfig_arg}"),
+            format!("--authentication-kubeconfig={kubeconfig_arg}"),
+            format!("--authorization-kubeconfig={kubeconfig_arg}"),
+            format!("--service-account-private-key-file={}", plane.dir.path().join("sa.key").display()),
+            format!("--root-ca-file={}", plane.dir.path().join("ca.crt").display()),
+            "--leader-elect=false".to_owned(),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={}", free_port()?),
+            format!("--cert-dir={}", plane.dir.path().join("kcm-certs").display()),
+            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route".to_owned(),
+        ]);
+        plane.controller_manager = Daemon::start(
+            "kube-controller-manager",
+            controller_manager,
+            plane.dir.path(),
+        )?;
+        // The controller manager is up once it has given "default" its ServiceAccount.
+        plane.wait_for(
+            "the default ServiceAccount",
+            Duration::from_secs(60),
+            |plane| plane.kubectl_ok(&["get", "serviceaccount", "default", "-n", "default"]),
+        )?;
+        Ok(plane)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        self.wait_for("kube-apiserver /readyz", Duration::from_secs(90), |plane| {
+            plane.kubectl_ok(&["get", "--raw", "/readyz"])
+        })?;
+        // A Go toolchain newer than the release's once produced an API server whose
+        // /openapi/v2 was broken, and kubectl apply then failed: check it here.
+        let openapi = self.kubectl(&["get", "--raw", "/openapi/v2"]).output()?;
+        if !openapi.status.success() || !openapi.stdout.starts_with(b"{") {
+            return Err(Error::new(format!(
+                "kube-apiserver serves no valid /openapi/v2: {}",
+                String::from_utf8_lossy(&openapi.stderr)
+            )));
+        }
+        Ok(())
+    }
+
+    fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&ControlPlane) -> bool,
+    ) -> Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            self.apiserver.check_running()?;
+            self.controller_manager.check_running().ok();
+            if ready(self) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(Error::new(format!(
+            "{what} not ready after {timeout:?}; kube-apiserver log:\n{}\nkube-controller-manager log:\n{}",
+            self.apiserver.log_tail(20),
+            self.controller_manager.log_tail(20)
+        )))
+    }
+
+    /// kubectl of the pinned version, with the admin kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.bin.join("kubectl"));
+        command
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args);
+        command
+    }
+
+    pub fn kubectl_ok(&self, args: &[&str]) -> bool {
+        self.kubectl(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Runs kubectl; fails with its stderr.
+    pub fn kubectl_run(&self, args: &[&str], stdin: Option<&str>) -> Result<KubectlOutput> {
+        use std::io::Write;
+        let mut command = self.kubectl(args);
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn()?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.unwrap_or_default().as_bytes())?;
+        }
+        let output = child.wait_with_output()?;
+        Ok(KubectlOutput {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// A kube client with the admin credentials.
+    pub async fn client(&self) -> Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .map_err(|e| Error::new(format!("kubeconfig: {e}")))?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .map_err(|e| Error::new(format!("kubeconfig: {e}")))?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    pub fn apiserver_log(&self) -> String {
+        self.apiserver.log_text()
+    }
+}
+
+pub struct KubectlOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn kubeconfig_yaml(server: &str, ca_pem: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: admin
+  user:
+    token: {ADMIN_TOKEN}
+contexts:
+- name: e2e
+  context: {{cluster: e2e, user: admin}}
+current-context: e2e
+",
+        ca = STANDARD.encode(ca_pem)
+    )
+}
+
+fn write(path: &Path, contents: &str) -> Result<()> {
+    std::fs::write(path, contents).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+}

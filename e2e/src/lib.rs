@@ -1,0 +1,49 @@
+//! dbbind's end-to-end harness. It starts, on free loopback ports and with a PKI of its own,
+//! Debian's etcd, the pinned upstream kube-apiserver and kube-controller-manager (built by
+//! `scripts/k8s-tools`), Debian's PostgreSQL, and `dbbind serve`; registers the webhook the way
+//! `webhook-config/` does, with a URL client config; and resolves a pod's environment the way the
+//! kubelet does, to connect to the database with what dbbind injected.
+//!
+//! Everything it starts stops when its handle is dropped.
+
+pub mod cluster;
+pub mod kubelet;
+pub mod postgres;
+pub mod process;
+pub mod scenarios;
+pub mod tools;
+pub mod webhook;
+
+use std::fmt;
+
+/// A harness failure, with a message that says what to look at.
+#[derive(Debug)]
+pub struct Error(String);
+
+impl Error {
+    pub fn new(message: impl Into<String>) -> Error {
+        Error(message.into())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<kube::Error> for Error {
+    fn from(error: kube::Error) -> Error {
+        Error(format!("Kubernetes API: {error}"))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Error {
+        Error(format!("I/O: {error}"))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

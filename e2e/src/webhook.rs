@@ -1,0 +1,160 @@
+//! `dbbind serve` as a process, with certificates from `dbbind certs`, registered with the API
+//! server through the MutatingWebhookConfiguration that `webhook-config/` ships, its
+//! clientConfig switched to a URL (an API server cannot route a Service to a local process).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::cluster::ControlPlane;
+use crate::process::Daemon;
+use crate::tools::{self, free_port, repo_root};
+use crate::{Error, Result};
+
+pub struct Dbbind {
+    pub listen_port: u16,
+    pub admin_port: u16,
+    pub ca_pem: String,
+    process: Daemon,
+}
+
+impl Dbbind {
+    /// Writes certificates for 127.0.0.1, starts `dbbind serve`, waits for /readyz.
+    pub fn start(plane: &ControlPlane) -> Result<Dbbind> {
+        let binary = tools::dbbind()?;
+        let certs = plane.dir.path().join("dbbind-certs");
+        let made = Command::new(&binary)
+            .args([
+                "certs",
+                "--service",
+                "dbbind",
+                "--namespace",
+                "dbbind",
+                "--ip-address",
+                "127.0.0.1",
+                "--out-dir",
+            ])
+            .arg(&certs)
+            .output()?;
+        if !made.status.success() {
+            return Err(Error::new(format!(
+                "dbbind certs failed: {}",
+                String::from_utf8_lossy(&made.stderr)
+            )));
+        }
+        let listen_port = free_port()?;
+        let admin_port = free_port()?;
+        let mut serve = Command::new(&binary);
+        serve
+            .args(["serve", "--log-format", "json", "--shutdown-drain", "1s"])
+            .arg(format!("--listen=127.0.0.1:{listen_port}"))
+            .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
+            .arg(format!(
+                "--tls-cert-file={}",
+                certs.join("tls.crt").display()
+            ))
+            .arg(format!(
+                "--tls-key-file={}",
+                certs.join("tls.key").display()
+            ))
+            .env("KUBECONFIG", &plane.kubeconfig)
+            .env_remove("DBBIND_PROFILES_FILE");
+        let process = Daemon::start("dbbind", serve, plane.dir.path())?;
+        let mut dbbind = Dbbind {
+            listen_port,
+            admin_port,
+            ca_pem: std::fs::read_to_string(certs.join("ca.crt"))?,
+            process,
+        };
+        let started = Instant::now();
+        loop {
+            dbbind.process.check_running()?;
+            if dbbind
+                .admin_get("/readyz")
+                .is_ok_and(|(status, _)| status == 200)
+            {
+                return Ok(dbbind);
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(Error::new(format!(
+                    "dbbind not ready:\n{}",
+                    dbbind.process.log_tail(20)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The shipped webhook configuration, pointed at this process.
+    pub fn webhook_configuration(&self) -> Result<String> {
+        let path = repo_root().join("webhook-config/mutatingwebhookconfiguration.yaml");
+        let text = std::fs::read_to_string(&path)?;
+        let mut config: serde_json::Value = serde_yaml_ng::from_str(&text)
+            .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+        for webhook in config["webhooks"].as_array_mut().into_iter().flatten() {
+            webhook["clientConfig"] = serde_json::json!({
+                "url": format!("https://127.0.0.1:{}/mutate", self.listen_port),
+                "caBundle": STANDARD.encode(&self.ca_pem),
+            });
+        }
+        serde_json::to_string(&config).map_err(|e| Error::new(e.to_string()))
+    }
+
+    pub fn register(&self, plane: &ControlPlane) -> Result<()> {
+        let applied =
+            plane.kubectl_run(&["apply", "-f", "-"], Some(&self.webhook_configuration()?))?;
+        if !applied.success {
+            return Err(Error::new(format!(
+                "registering the webhook failed: {}",
+                applied.stderr
+            )));
+        }
+        Ok(())
+    }
+
+    /// A plain-HTTP GET on the admin port: (status, body).
+    pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| Error::new(format!("bad response: {response}")))?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// The sum of `dbbind_admission_requests_total` over outcomes.
+    pub fn requests_total(&self) -> Result<u64> {
+        let (_, metrics) = self.admin_get("/metrics")?;
+        Ok(metrics
+            .lines()
+            .filter(|line| line.starts_with("dbbind_admission_requests_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log_text()
+    }
+
+    pub fn check_running(&mut self) -> Result<()> {
+        self.process.check_running()
+    }
+
+    /// SIGTERM, and the exit status once the drain and in-flight requests are done.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        self.process.signal_and_wait("TERM")
+    }
+}
