@@ -6,6 +6,7 @@
 //!
 //! Everything it starts stops when its handle is dropped.
 
+pub mod capture;
 pub mod cluster;
 pub mod kubelet;
 pub mod postgres;

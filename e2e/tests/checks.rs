@@ -30,6 +30,10 @@ pub const ALL: &[(&str, Check)] = &[
     ("a_secret_created_after_its_deployment_binds", |e| {
         Box::pin(secret_later(e))
     }),
+    (
+        "admission_review_fixtures_have_the_api_servers_shape",
+        |e| Box::pin(captured_reviews(e)),
+    ),
     ("sigterm_drains_then_opted_in_pods_fail_closed", |e| {
         Box::pin(stopped(e))
     }),
@@ -306,4 +310,143 @@ async fn stopped(environment: &mut Environment) -> Result<()> {
         &pod("plain-while-down", &[]),
     )?;
     Ok(())
+}
+
+/// Records what the API server sends for each kind of request the router tests use, and checks
+/// `tests/fixtures/admission/` against it (key structure; values such as uids differ per run).
+/// `DBBIND_BLESS=1` writes the captures as the fixtures.
+async fn captured_reviews(environment: &mut Environment) -> Result<()> {
+    use dbbind_e2e::capture::{Capture, key_paths};
+    let capture = Capture::start().await?;
+    kubectl(environment, &["apply", "-f", "-"], &capture.configuration())?;
+    kubectl(environment, &["create", "namespace", "shop"], "")?;
+    kubectl(
+        environment,
+        &["label", "namespace", "shop", "dbbind-e2e/capture=true"],
+        "",
+    )?;
+    let annotations = json!({"dbbind.io/secret": "orders-db-conn"});
+    let container = json!({"name": "app", "image": "registry.example.com/orders:1.0", "ports": [{"containerPort": 8080}],
+        "env": [{"name": "APP_DB_TARGET", "value": "$(POSTGRES_HOST):$(POSTGRES_PORT)"}]});
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "orders"},
+        "spec": {"selector": {"matchLabels": {"app": "orders"}}, "template": {
+            "metadata": {"labels": {"app": "orders"}, "annotations": annotations},
+            "spec": {"containers": [container.clone()]}}},
+    });
+    let bad = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "orders-bad", "annotations": {"dbbind.io/secret": "orders-db-conn", "dbbind.io/port": "abc"}},
+        "spec": {"containers": [container.clone()]}});
+    let dry = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orders-dry", "annotations": annotations},
+        "spec": {"containers": [container]}});
+
+    // The API server picks up a new webhook configuration within a moment: retry until heard.
+    let wanted = [
+        "create-deployment",
+        "create-replicaset-pod",
+        "create-pod-dry-run",
+        "create-pod-bad-port",
+        "update-pod",
+        "delete-pod",
+    ];
+    let started = std::time::Instant::now();
+    let mut applied = false;
+    let captured = loop {
+        if !applied && started.elapsed() > Duration::from_secs(2) {
+            kubectl(
+                environment,
+                &["apply", "-n", "shop", "-f", "-"],
+                &deployment.to_string(),
+            )?;
+            kubectl(
+                environment,
+                &["create", "--dry-run=server", "-n", "shop", "-f", "-"],
+                &dry.to_string(),
+            )?;
+            kubectl(
+                environment,
+                &["apply", "-n", "shop", "-f", "-"],
+                &bad.to_string(),
+            )?;
+            kubectl(
+                environment,
+                &["label", "pod", "orders-bad", "-n", "shop", "tier=backend"],
+                "",
+            )?;
+            kubectl(
+                environment,
+                &["delete", "pod", "orders-bad", "-n", "shop", "--wait=false"],
+                "",
+            )?;
+            applied = true;
+        }
+        let classified = classify(&capture.reviews());
+        if wanted.iter().all(|name| classified.contains_key(*name)) {
+            break classified;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(Error::new(format!(
+                "captured only {:?}",
+                classified.keys().collect::<Vec<_>>()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    kubectl(
+        environment,
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            "dbbind-e2e-capture",
+        ],
+        "",
+    )?;
+
+    let dir = dbbind_e2e::tools::repo_root().join("tests/fixtures/admission");
+    for name in wanted {
+        let review = &captured[name];
+        let path = dir.join(format!("{name}.json"));
+        if std::env::var_os("DBBIND_BLESS").is_some() {
+            let text =
+                serde_json::to_string_pretty(review).map_err(|e| Error::new(e.to_string()))?;
+            std::fs::write(&path, text + "\n")?;
+            continue;
+        }
+        let committed: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+            .map_err(|e| Error::new(e.to_string()))?;
+        let (real, ours) = (key_paths(review), key_paths(&committed));
+        if real != ours {
+            let missing: Vec<_> = real.difference(&ours).collect();
+            let extra: Vec<_> = ours.difference(&real).collect();
+            return Err(Error::new(format!(
+                "{}: the API server's review differs in shape (rerun with DBBIND_BLESS=1 to refresh); missing {missing:?}, extra {extra:?}",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The captured reviews by the fixture each one stands for.
+fn classify(reviews: &[Value]) -> std::collections::BTreeMap<&'static str, Value> {
+    let mut found = std::collections::BTreeMap::new();
+    for review in reviews {
+        let request = &review["request"];
+        let kind = request["kind"]["kind"].as_str().unwrap_or_default();
+        let operation = request["operation"].as_str().unwrap_or_default();
+        let name = request["name"].as_str().unwrap_or_default();
+        let label = match (kind, operation) {
+            ("Deployment", "CREATE") => "create-deployment",
+            ("Pod", "CREATE") if request["dryRun"] == true => "create-pod-dry-run",
+            ("Pod", "CREATE") if request["object"]["metadata"]["generateName"].is_string() => {
+                "create-replicaset-pod"
+            }
+            ("Pod", "CREATE") if name == "orders-bad" => "create-pod-bad-port",
+            ("Pod", "UPDATE") => "update-pod",
+            ("Pod", "DELETE") => "delete-pod",
+            _ => continue,
+        };
+        found.entry(label).or_insert_with(|| review.clone());
+    }
+    found
 }

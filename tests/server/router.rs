@@ -51,7 +51,12 @@ async fn a_replicaset_pod_gets_a_json_patch_with_the_same_uid_and_version() {
     assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(review["kind"], "AdmissionReview");
     let response = &review["response"];
-    assert_eq!(response["uid"], "f0b5a1c2-3d4e-4f60-8a9b-0c1d2e3f4a5b");
+    let sent: Value =
+        serde_json::from_slice(&review_fixture("create-replicaset-pod.json")).unwrap();
+    assert_eq!(response["uid"], sent["request"]["uid"]);
+    // As the API server sends it: no name yet, a generateName, the namespace on the request.
+    assert!(sent["request"].get("name").is_none());
+    assert!(sent["request"]["object"]["metadata"]["generateName"].is_string());
     assert_eq!(response["allowed"], true);
     assert_eq!(response["patchType"], "JSONPatch");
     let patch: Vec<u8> = serde_json::from_value(response["patch"].clone()).unwrap();
