@@ -34,6 +34,13 @@ pub const ALL: &[(&str, Check)] = &[
         "admission_review_fixtures_have_the_api_servers_shape",
         |e| Box::pin(captured_reviews(e)),
     ),
+    ("the_chart_installs_and_its_webhook_binds", |e| {
+        Box::pin(chart_installed(e))
+    }),
+    (
+        "every_chart_mode_and_webhook_config_pass_server_side_validation",
+        |e| Box::pin(server_side_validation(e)),
+    ),
     ("sigterm_drains_then_opted_in_pods_fail_closed", |e| {
         Box::pin(stopped(e))
     }),
@@ -449,4 +456,235 @@ fn classify(reviews: &[Value]) -> std::collections::BTreeMap<&'static str, Value
         found.entry(label).or_insert_with(|| review.clone());
     }
     found
+}
+
+fn helm(environment: &Environment, args: &[&str]) -> Result<String> {
+    let bin = dbbind_e2e::tools::k8s_bin_dir()?;
+    let output = std::process::Command::new(bin.join("helm"))
+        .arg(format!(
+            "--kubeconfig={}",
+            environment.plane.kubeconfig.display()
+        ))
+        .args(args)
+        .current_dir(dbbind_e2e::tools::repo_root())
+        .output()?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(Error::new(format!(
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )))
+    }
+}
+
+/// `helm install` with zero values: the API server validates every object. Then the chart's own
+/// MutatingWebhookConfiguration, its clientConfig switched to this suite's dbbind process (a
+/// Service cannot route to a local process), is the only one registered: its selectors and
+/// conditions are the ones proven.
+async fn chart_installed(environment: &mut Environment) -> Result<()> {
+    helm(
+        environment,
+        &[
+            "install",
+            "platform",
+            "charts/dbbind",
+            "--namespace",
+            "dbbind-system",
+            "--create-namespace",
+        ],
+    )?;
+    let installed = kubectl(
+        environment,
+        &[
+            "get",
+            "deployment,service,serviceaccount,poddisruptionbudget,secret,role,rolebinding",
+            "-n",
+            "dbbind-system",
+            "-o",
+            "name",
+        ],
+        "",
+    )?;
+    for object in [
+        "deployment.apps/platform-dbbind",
+        "service/platform-dbbind",
+        "poddisruptionbudget.policy/platform-dbbind",
+        "secret/platform-dbbind-tls",
+        "role.rbac.authorization.k8s.io/platform-dbbind-certificates",
+    ] {
+        if !installed.stdout.contains(object) {
+            return Err(Error::new(format!(
+                "{object} not installed: {}",
+                installed.stdout
+            )));
+        }
+    }
+    let config = kubectl(
+        environment,
+        &[
+            "get",
+            "mutatingwebhookconfiguration",
+            "platform-dbbind",
+            "-o",
+            "json",
+        ],
+        "",
+    )?;
+    let mut config: Value =
+        serde_json::from_str(&config.stdout).map_err(|e| Error::new(e.to_string()))?;
+    let url_config: Value = serde_json::from_str(&environment.dbbind.webhook_configuration()?)
+        .map_err(|e| Error::new(e.to_string()))?;
+    config["webhooks"][0]["clientConfig"] = url_config["webhooks"][0]["clientConfig"].clone();
+    kubectl(
+        environment,
+        &["delete", "mutatingwebhookconfiguration", "dbbind"],
+        "",
+    )?;
+    kubectl(environment, &["replace", "-f", "-"], &config.to_string())?;
+
+    let result = chart_webhook_binds(environment).await;
+    // Back to the suite's own registration, whatever happened.
+    let _ = helm(
+        environment,
+        &["uninstall", "platform", "--namespace", "dbbind-system"],
+    );
+    environment.dbbind.register(&environment.plane)?;
+    result
+}
+
+async fn chart_webhook_binds(environment: &mut Environment) -> Result<()> {
+    scenarios::opted_in_namespace(&environment.plane, "e2e-chart")?;
+    apply_secret(environment, "external-generic", "e2e-chart", None)?;
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "charted"},
+        "spec": {"selector": {"matchLabels": {"app": "charted"}}, "template": {
+            "metadata": {"labels": {"app": "charted"}, "annotations": {"dbbind.io/secret": "orders-db-conn"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]}}},
+    });
+    let client = environment.plane.client().await?;
+    // The API server takes a moment to see the replaced configuration: retry the whole Deployment.
+    let started = std::time::Instant::now();
+    loop {
+        kubectl(
+            environment,
+            &["apply", "-n", "e2e-chart", "-f", "-"],
+            &deployment.to_string(),
+        )?;
+        let pod = scenarios::wait_for_pod(&client, "e2e-chart", "charted").await?;
+        let resolved = kubelet::resolve(&client, &pod, "app").await?;
+        if let Some(params) = scenarios::from_env(&resolved, "")? {
+            let (user, database) = scenarios::connect(&environment.servers.shared, &params).await?;
+            if (user.as_str(), database.as_str()) != ("orders_app", "orders") {
+                return Err(Error::new(format!("connected as {user} to {database}")));
+            }
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(Error::new("the chart's webhook never bound a pod"));
+        }
+        kubectl(
+            environment,
+            &["delete", "deployment", "charted", "-n", "e2e-chart"],
+            "",
+        )?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // The release namespace is never sent to dbbind, even when labelled.
+    kubectl(
+        environment,
+        &[
+            "label",
+            "namespace",
+            "dbbind-system",
+            "dbbind.io/inject=enabled",
+        ],
+        "",
+    )?;
+    apply_secret(environment, "external-generic", "dbbind-system", None)?;
+    kubectl(
+        environment,
+        &["apply", "-n", "dbbind-system", "-f", "-"],
+        &pod(
+            "in-release-namespace",
+            &[("dbbind.io/secret", "orders-db-conn")],
+        ),
+    )?;
+    untouched(&get_pod(
+        environment,
+        "dbbind-system",
+        "in-release-namespace",
+    )?)
+}
+
+/// The other certificate modes and webhook-config/ pass the API server's validation (a
+/// server-side dry run creates nothing). cert-manager's objects need its CRDs, which this
+/// cluster does not have: that mode is checked for everything else.
+async fn server_side_validation(environment: &mut Environment) -> Result<()> {
+    use base64::Engine;
+    kubectl(environment, &["create", "namespace", "e2e-validate"], "")?;
+    let ca_bundle = format!(
+        "certificates.secret.caBundle={}",
+        base64::engine::general_purpose::STANDARD.encode(&environment.dbbind.ca_pem)
+    );
+    for sets in [
+        vec![
+            "certificates.mode=secret",
+            "certificates.secret.name=tls",
+            ca_bundle.as_str(),
+        ],
+        vec![
+            "watchNamespaces={e2e-checks}",
+            "networkPolicy.enabled=true",
+            "profiles[0].name=acme",
+            "profiles[0].fields.host.keys={server}",
+        ],
+        vec!["certificates.mode=cert-manager"],
+    ] {
+        let mut args = vec![
+            "template",
+            "validated",
+            "charts/dbbind",
+            "--namespace",
+            "e2e-validate",
+            "--kube-version",
+            "1.36.3",
+        ];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let rendered = helm(environment, &args)?;
+        let objects: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&rendered)
+            .map(|d| serde::Deserialize::deserialize(d).map_err(|e| Error::new(e.to_string())))
+            .collect::<Result<Vec<Value>>>()?
+            .into_iter()
+            .filter(|o: &Value| {
+                !o.is_null()
+                    && !o["apiVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("cert-manager.io")
+            })
+            .collect();
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        kubectl(
+            environment,
+            &["apply", "--dry-run=server", "-f", "-"],
+            &list.to_string(),
+        )
+        .map_err(|e| Error::new(format!("{sets:?}: {e}")))?;
+    }
+    let _ = kubectl(environment, &["create", "namespace", "dbbind"], "");
+    let dir = dbbind_e2e::tools::repo_root().join("webhook-config");
+    kubectl(
+        environment,
+        &[
+            "apply",
+            "--dry-run=server",
+            "-k",
+            &dir.display().to_string(),
+        ],
+        "",
+    )?;
+    Ok(())
 }

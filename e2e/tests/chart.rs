@@ -1,0 +1,472 @@
+//! The Helm chart, offline: lint, the objects each certificate mode renders, the values schema,
+//! and the plain manifests in webhook-config/ kept in step with it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use dbbind_e2e::tools::{k8s_bin_dir, repo_root};
+use serde_json::{Value, json};
+
+fn helm(args: &[&str]) -> std::process::Output {
+    Command::new(k8s_bin_dir().unwrap().join("helm"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap()
+}
+
+/// `helm template` with these `--set` values: the objects, or helm's error.
+fn render(sets: &[&str]) -> Result<Vec<Value>, String> {
+    let mut args = vec![
+        "template",
+        "dbbind",
+        "charts/dbbind",
+        "--namespace",
+        "dbbind",
+        "--kube-version",
+        "1.36.3",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let output = helm(&args);
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(yaml_documents(&String::from_utf8_lossy(&output.stdout)))
+}
+
+fn yaml_documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|document| serde::Deserialize::deserialize(document).unwrap())
+        .filter(|value: &Value| !value.is_null())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap().to_owned())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+#[test]
+fn lint_passes_in_every_mode() {
+    for sets in [
+        vec![],
+        vec!["certificates.mode=cert-manager"],
+        vec![
+            "certificates.mode=secret",
+            "certificates.secret.name=tls",
+            "certificates.secret.caBundle=Zm9v",
+        ],
+        vec![
+            "serviceMonitor.enabled=true",
+            "networkPolicy.enabled=true",
+            "watchNamespaces={shop,billing}",
+        ],
+    ] {
+        let mut args = vec![
+            "lint",
+            "--strict",
+            "charts/dbbind",
+            "--kube-version",
+            "1.36.3",
+        ];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let output = helm(&args);
+        assert!(
+            output.status.success(),
+            "{sets:?}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+#[test]
+fn the_default_install_is_self_managed_and_locked_down() {
+    let objects = render(&[]).unwrap();
+    assert_eq!(
+        kinds(&objects),
+        [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Deployment",
+            "MutatingWebhookConfiguration",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    let deployment = find(&objects, "Deployment", "dbbind");
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        pod["metadata"]["labels"]
+    );
+    assert_eq!(
+        find(&objects, "Service", "dbbind")["spec"]["selector"],
+        pod["metadata"]["labels"]
+    );
+    assert_eq!(
+        find(&objects, "PodDisruptionBudget", "dbbind")["spec"]["selector"]["matchLabels"],
+        pod["metadata"]["labels"]
+    );
+    assert_eq!(
+        pod["spec"]["securityContext"],
+        json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(
+        container["securityContext"],
+        json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}})
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "admin"})
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"],
+        json!({"path": "/livez", "port": "admin"})
+    );
+    assert_eq!(
+        pod["spec"]["topologySpreadConstraints"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    let env: Vec<(String, Value)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].clone()))
+        .collect();
+    assert!(
+        env.contains(&("DBBIND_REQUEST_TIMEOUT".to_owned(), json!("8s"))),
+        "below the webhook's 10s: {env:?}"
+    );
+    assert!(env.contains(&("DBBIND_WEBHOOK_CONFIG_NAME".to_owned(), json!("dbbind"))));
+    assert!(env.contains(&("DBBIND_CERT_SECRET_NAME".to_owned(), json!("dbbind-tls"))));
+
+    let webhook = &find(&objects, "MutatingWebhookConfiguration", "dbbind")["webhooks"][0];
+    assert_eq!(webhook["failurePolicy"], "Fail");
+    assert_eq!(webhook["reinvocationPolicy"], "IfNeeded");
+    assert_eq!(webhook["sideEffects"], "None");
+    assert_eq!(webhook["timeoutSeconds"], 10);
+    assert_eq!(webhook["admissionReviewVersions"], json!(["v1"]));
+    assert_eq!(
+        webhook["clientConfig"]["service"],
+        json!({"name": "dbbind", "namespace": "dbbind", "path": "/mutate", "port": 443})
+    );
+    assert_eq!(
+        webhook["rules"],
+        json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}])
+    );
+    assert_eq!(
+        webhook["namespaceSelector"]["matchExpressions"],
+        json!([
+            {"key": "dbbind.io/inject", "operator": "In", "values": ["enabled"]},
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "dbbind"]},
+        ])
+    );
+    assert_eq!(
+        webhook["matchConditions"][0]["expression"],
+        "has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('dbbind.io/'))"
+    );
+
+    // Least privilege: read Secrets; its own certificate Secret and webhook by name only.
+    let rules = |kind: &str, name: &str| find(&objects, kind, name)["rules"].clone();
+    assert_eq!(
+        rules("ClusterRole", "dbbind-secrets"),
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}])
+    );
+    assert_eq!(
+        rules("Role", "dbbind-certificates"),
+        json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["dbbind-tls"], "verbs": ["get", "update"]}])
+    );
+    assert_eq!(
+        rules("ClusterRole", "dbbind-webhook"),
+        json!([{"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "resourceNames": ["dbbind"], "verbs": ["get", "update"]}])
+    );
+    assert_eq!(
+        find(&objects, "Secret", "dbbind-tls")["type"],
+        "kubernetes.io/tls"
+    );
+}
+
+#[test]
+fn cert_manager_mode_issues_a_certificate_and_injects_its_ca() {
+    let objects = render(&["certificates.mode=cert-manager"]).unwrap();
+    let webhook = find(&objects, "MutatingWebhookConfiguration", "dbbind");
+    assert_eq!(
+        webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "dbbind/dbbind"
+    );
+    let certificate = find(&objects, "Certificate", "dbbind");
+    assert_eq!(certificate["spec"]["secretName"], "dbbind-tls");
+    assert_eq!(
+        certificate["spec"]["dnsNames"],
+        json!([
+            "dbbind",
+            "dbbind.dbbind",
+            "dbbind.dbbind.svc",
+            "dbbind.dbbind.svc.cluster.local"
+        ])
+    );
+    assert_eq!(
+        certificate["spec"]["issuerRef"],
+        json!({"name": "dbbind-ca", "kind": "Issuer"})
+    );
+    assert_eq!(
+        find(&objects, "Certificate", "dbbind-ca")["spec"]["isCA"],
+        true
+    );
+    let pod = &find(&objects, "Deployment", "dbbind")["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "dbbind-tls");
+    assert!(
+        objects.iter().all(|o| o["kind"] != "Role"),
+        "no certificate RBAC when cert-manager writes them"
+    );
+
+    let given = render(&[
+        "certificates.mode=cert-manager",
+        "certificates.certManager.issuerRef.name=corp-ca",
+        "certificates.certManager.issuerRef.kind=ClusterIssuer",
+    ])
+    .unwrap();
+    assert_eq!(
+        find(&given, "Certificate", "dbbind")["spec"]["issuerRef"],
+        json!({"name": "corp-ca", "kind": "ClusterIssuer"})
+    );
+    assert!(given.iter().all(|o| o["kind"] != "Issuer"));
+}
+
+#[test]
+fn secret_mode_needs_a_secret_and_its_ca() {
+    let error = render(&["certificates.mode=secret"]).unwrap_err();
+    assert!(
+        error.contains("is required with certificates.mode=secret"),
+        "{error}"
+    );
+    let error = render(&["certificates.mode=secret", "certificates.secret.name=tls"]).unwrap_err();
+    assert!(
+        error.contains("certificates.secret.caBundle is required"),
+        "{error}"
+    );
+    let objects = render(&[
+        "certificates.mode=secret",
+        "certificates.secret.name=tls",
+        "certificates.secret.caBundle=Zm9v",
+    ])
+    .unwrap();
+    assert_eq!(
+        find(&objects, "MutatingWebhookConfiguration", "dbbind")["webhooks"][0]["clientConfig"]["caBundle"],
+        "Zm9v"
+    );
+    assert_eq!(
+        find(&objects, "Deployment", "dbbind")["spec"]["template"]["spec"]["volumes"][0]["secret"]
+            ["secretName"],
+        "tls"
+    );
+}
+
+#[test]
+fn custom_profiles_become_a_profiles_file_dbbind_loads() {
+    let values = repo_root().join("target-chart-profiles.yaml");
+    std::fs::write(&values, "profiles:\n- name: acme\n  description: ACME operator\n  detect:\n  - owner: {group: db.acme.example, kind: Database}\n  fields:\n    host: {keys: [server]}\n    user: {keys: [login]}\n    password: {keys: [secret]}\n").unwrap();
+    let output = helm(&[
+        "template",
+        "dbbind",
+        "charts/dbbind",
+        "-n",
+        "dbbind",
+        "--kube-version",
+        "1.36.3",
+        "-f",
+        values.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&values).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let objects = yaml_documents(&String::from_utf8_lossy(&output.stdout));
+    let file = find(&objects, "ConfigMap", "dbbind-profiles")["data"]["profiles.yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path =
+        std::env::temp_dir().join(format!("dbbind-chart-profiles-{}.yaml", std::process::id()));
+    std::fs::write(&path, file).unwrap();
+    let loaded = dbbind::profile::ProfileSet::with_file(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.names()[0], "acme");
+    let pod = &find(&objects, "Deployment", "dbbind")["spec"]["template"];
+    assert!(pod["metadata"]["annotations"]["checksum/profiles"].is_string());
+    assert_eq!(
+        pod["spec"]["volumes"][0]["configMap"]["name"],
+        "dbbind-profiles"
+    );
+}
+
+#[test]
+fn watched_namespaces_get_roles_instead_of_a_cluster_role() {
+    let objects = render(&["watchNamespaces={shop,billing}"]).unwrap();
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "dbbind-secrets")
+    );
+    for namespace in ["shop", "billing"] {
+        let role = objects
+            .iter()
+            .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == namespace)
+            .unwrap();
+        assert_eq!(role["rules"][0]["verbs"], json!(["get", "list", "watch"]));
+    }
+}
+
+#[test]
+fn the_schema_refuses_bad_values() {
+    for (set, message) in [
+        (
+            "certificates.mode=bogus",
+            "value must be one of 'self-managed', 'cert-manager', 'secret'",
+        ),
+        (
+            "webhook.failurePolicy=Sometimes",
+            "value must be one of 'Fail', 'Ignore'",
+        ),
+        ("webhook.timeoutSeconds=60", "maximum"),
+        (
+            "webhoook.timeoutSeconds=5",
+            "additional properties 'webhoook' not allowed",
+        ),
+        ("watchNamespaces={Shop}", "does not match pattern"),
+    ] {
+        let error = render(&[set]).unwrap_err();
+        assert!(error.contains(message), "{set}: {error}");
+    }
+}
+
+/// Every leaf of values.yaml has a place in values.schema.json.
+#[test]
+fn every_value_is_in_the_schema() {
+    let values: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo_root().join("charts/dbbind/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("charts/dbbind/values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("charts/dbbind/README.md")).unwrap();
+    fn walk(
+        value: &Value,
+        schema: &Value,
+        path: String,
+        readme: &str,
+        seen: &mut BTreeSet<String>,
+    ) {
+        let Value::Object(map) = value else { return };
+        for (key, child) in map {
+            let child_path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            let child_schema = &schema["properties"][key];
+            assert!(
+                child_schema.is_object(),
+                "{child_path} is not in values.schema.json"
+            );
+            // Documented at this level, or with its children.
+            assert!(
+                readme.contains(&format!("`{child_path}")),
+                "{child_path} is not in the chart README"
+            );
+            seen.insert(child_path.clone());
+            if child_schema["properties"].is_object() {
+                walk(child, child_schema, child_path, readme, seen);
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    walk(&values, &schema, String::new(), &readme, &mut seen);
+    assert!(seen.len() > 30, "{seen:?}");
+}
+
+/// webhook-config/ holds the chart's objects (certificates.mode=secret, release dbbind in
+/// namespace dbbind) as plain manifests; only Helm's bookkeeping labels and the caBundle differ.
+#[test]
+fn the_plain_manifests_are_in_step_with_the_chart() {
+    let chart = render(&[
+        "certificates.mode=secret",
+        "certificates.secret.name=dbbind-tls",
+        "certificates.secret.caBundle=PLACEHOLDER",
+    ])
+    .unwrap();
+    let dir = repo_root().join("webhook-config");
+    let kustomization: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+            .unwrap();
+    let mut plain = Vec::new();
+    for file in kustomization["resources"].as_array().unwrap() {
+        plain.extend(yaml_documents(
+            &std::fs::read_to_string(dir.join(file.as_str().unwrap())).unwrap(),
+        ));
+    }
+    let normalize = |object: &Value| {
+        let mut object = object.clone();
+        object["metadata"].as_object_mut().unwrap().remove("labels");
+        object["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        for webhook in object["webhooks"].as_array_mut().into_iter().flatten() {
+            webhook["clientConfig"]
+                .as_object_mut()
+                .unwrap()
+                .remove("caBundle");
+        }
+        object
+    };
+    for object in &chart {
+        let (kind, name) = (
+            object["kind"].as_str().unwrap(),
+            object["metadata"]["name"].as_str().unwrap(),
+        );
+        let counterpart = plain
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name);
+        let counterpart =
+            counterpart.unwrap_or_else(|| panic!("webhook-config/ lacks {kind} {name}"));
+        assert_eq!(
+            normalize(counterpart),
+            normalize(object),
+            "{kind} {name} differs from the chart"
+        );
+    }
+    assert_eq!(
+        plain.len(),
+        chart.len() + 1,
+        "the chart's objects and the Namespace"
+    );
+}
