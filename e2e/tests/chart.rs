@@ -288,7 +288,8 @@ fn secret_mode_needs_a_secret_and_its_ca() {
 
 #[test]
 fn custom_profiles_become_a_profiles_file_dbbind_loads() {
-    let values = repo_root().join("target-chart-profiles.yaml");
+    let values_file = tempfile::NamedTempFile::new().unwrap();
+    let values = values_file.path().to_owned();
     std::fs::write(&values, "profiles:\n- name: acme\n  description: ACME operator\n  detect:\n  - owner: {group: db.acme.example, kind: Database}\n  fields:\n    host: {keys: [server]}\n    user: {keys: [login]}\n    password: {keys: [secret]}\n").unwrap();
     let output = helm(&[
         "template",
@@ -301,7 +302,6 @@ fn custom_profiles_become_a_profiles_file_dbbind_loads() {
         "-f",
         values.to_str().unwrap(),
     ]);
-    std::fs::remove_file(&values).unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -312,11 +312,10 @@ fn custom_profiles_become_a_profiles_file_dbbind_loads() {
         .as_str()
         .unwrap()
         .to_owned();
-    let path =
-        std::env::temp_dir().join(format!("dbbind-chart-profiles-{}.yaml", std::process::id()));
+    let profiles_file = tempfile::NamedTempFile::new().unwrap();
+    let path = profiles_file.path().to_owned();
     std::fs::write(&path, file).unwrap();
     let loaded = dbbind::profile::ProfileSet::with_file(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(loaded.names()[0], "acme");
     let pod = &find(&objects, "Deployment", "dbbind")["spec"]["template"];
     assert!(pod["metadata"]["annotations"]["checksum/profiles"].is_string());

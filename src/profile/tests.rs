@@ -2,12 +2,10 @@ use super::*;
 use crate::field::Field;
 use crate::secret::SecretView;
 
-fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dbbind-profile-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+fn write_temp(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
 }
 
 #[test]
@@ -48,8 +46,7 @@ fn the_yaml_form_round_trips() {
 
 #[test]
 fn a_user_file_replaces_in_place_and_adds_in_front() {
-    let path = write_temp(
-        "overlay.yaml",
+    let file = write_temp(
         r#"
 profiles:
 - name: bitnami
@@ -70,7 +67,7 @@ profiles:
     password: {keys: [secret]}
 "#,
     );
-    let set = ProfileSet::with_file(&path).unwrap();
+    let set = ProfileSet::with_file(file.path()).unwrap();
     let names = set.names();
     assert_eq!(names[0], "acme");
     assert_eq!(
@@ -148,8 +145,8 @@ fn invalid_files_are_refused_with_the_reason() {
         ),
     ];
     for (index, (text, expected)) in cases.iter().enumerate() {
-        let path = write_temp(&format!("bad-{index}.yaml"), text);
-        let error = ProfileSet::with_file(&path).unwrap_err().to_string();
+        let file = write_temp(text);
+        let error = ProfileSet::with_file(file.path()).unwrap_err().to_string();
         assert!(error.starts_with("dbbind: "), "{error}");
         assert!(error.contains(expected), "case {index}: {error}");
     }

@@ -55,8 +55,8 @@ fn assert_clean(text: &str, markers: &[String], context: &str) {
 
 #[test]
 fn render_never_prints_a_secret_value() {
-    let dir = std::env::temp_dir().join(format!("dbbind-canary-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = temporary.path().to_owned();
     let mut examples: Vec<String> = std::fs::read_dir(repo_path("examples"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -34,8 +34,8 @@ fn one_profile_prints_as_a_profiles_file_that_loads_back() {
     );
     // Copy it, change it, load it: the user's version replaces the built-in.
     let changed = run.stdout.replace("default: postgres\n", "default: app\n");
-    let dir = std::env::temp_dir().join(format!("dbbind-cli-profiles-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = temporary.path().to_owned();
     let file = dir.join("profiles.yaml");
     std::fs::write(&file, changed).unwrap();
     let secret = repo_path("tests/fixtures/secrets/bitnami-custom-user.yaml");

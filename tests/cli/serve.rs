@@ -8,8 +8,8 @@ use crate::dbbind;
 
 #[test]
 fn certs_writes_a_ca_and_a_serving_pair_for_the_service() {
-    let dir = std::env::temp_dir().join(format!("dbbind-certs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = temporary.path().join("certs");
     let run = dbbind(
         &[
             "certs",

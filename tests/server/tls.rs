@@ -60,9 +60,8 @@ async fn a_symlink_swap_rotates_the_certificate_with_no_failed_request() {
         ..Options::default()
     })
     .await;
-    let dir = std::env::temp_dir().join(format!("dbbind-rotation-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = temporary.path().to_owned();
     let first = server.pki.serving(3600);
     mount_version(
         &dir,
@@ -203,9 +202,8 @@ async fn stalled_clients_do_not_block_others_and_are_cut_off() {
 #[test]
 fn the_reloader_reports_each_state_once() {
     let pki = Pki::new();
-    let dir = std::env::temp_dir().join(format!("dbbind-poll-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = temporary.path().to_owned();
     let store = dbbind::tls::CertStore::new();
     let mut reloader = FileReloader::new(
         &dir.join("tls.crt"),
