@@ -276,7 +276,10 @@ fn material_of(secret: &Secret) -> Result<Material, SelfManagedError> {
     })
 }
 
-fn secret_of(location: &Location, material: &Material, resource_version: Option<String>) -> Secret {
+/// The certificate Secret holding `material`. An existing Secret keeps its metadata (another
+/// tool's labels and annotations, such as Helm's ownership, and the resourceVersion read, for
+/// optimistic concurrency); only its data changes.
+fn secret_of(location: &Location, material: &Material, existing: Option<&Secret>) -> Secret {
     let entry = |value: &str| ByteString(value.as_bytes().to_vec());
     let data = BTreeMap::from([
         (CA_CERT_KEY.to_owned(), entry(&material.ca.cert_pem)),
@@ -285,18 +288,25 @@ fn secret_of(location: &Location, material: &Material, resource_version: Option<
         (TLS_CERT_KEY.to_owned(), entry(&material.serving.cert_pem)),
         (TLS_KEY_KEY.to_owned(), entry(&material.serving.key_pem)),
     ]);
-    Secret {
-        metadata: ObjectMeta {
+    let mut metadata = existing
+        .map(|secret| secret.metadata.clone())
+        .unwrap_or_else(|| ObjectMeta {
             name: Some(location.secret_name.clone()),
             namespace: Some(location.namespace.clone()),
-            resource_version,
-            labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/managed-by".to_owned(),
-                "dbbind".to_owned(),
-            )])),
             ..ObjectMeta::default()
-        },
-        type_: Some("kubernetes.io/tls".to_owned()),
+        });
+    metadata.managed_fields = None;
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .entry("app.kubernetes.io/managed-by".to_owned())
+        .or_insert_with(|| "dbbind".to_owned());
+    Secret {
+        metadata,
+        // The type is immutable: an existing Secret keeps its own.
+        type_: existing
+            .and_then(|secret| secret.type_.clone())
+            .or_else(|| Some("kubernetes.io/tls".to_owned())),
         data: Some(data),
         ..Secret::default()
     }
@@ -335,11 +345,8 @@ impl Manager {
                 Plan::Renew { material, reason } => {
                     tracing::info!(%reason, secret = %self.location.secret_name, "renewing certificates");
                     self.sync_ca_bundle(&material.bundle).await?;
-                    let resource_version = found
-                        .as_ref()
-                        .and_then(|s| s.metadata.resource_version.clone());
-                    let secret = secret_of(&self.location, &material, resource_version.clone());
-                    let written = match resource_version {
+                    let secret = secret_of(&self.location, &material, found.as_ref());
+                    let written = match &found {
                         Some(_) => {
                             self.secrets
                                 .replace(

@@ -188,9 +188,13 @@ async fn install_adopt_and_lose_a_race() {
         winner_secret["data"][key] = json!(base64(value));
     }
     let (c, c_store) = manager(client, policy(false));
+    // The stored Secret carries another tool's metadata (Helm's ownership): kept on replace.
+    let mut helm_owned = with_version(created.clone(), "1");
+    helm_owned["metadata"]["labels"]["app.kubernetes.io/managed-by"] = json!("Helm");
+    helm_owned["metadata"]["annotations"] = json!({"meta.helm.sh/release-name": "dbbind"});
     let c_run = tokio::spawn(async move { c.reconcile().await });
     let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
-    send.send_response(json_response(200, &with_version(created.clone(), "1")));
+    send.send_response(json_response(200, &helm_owned));
     let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
     send.send_response(json_response(
         200,
@@ -198,6 +202,14 @@ async fn install_adopt_and_lose_a_race() {
     ));
     let (replaced, send) = expect(&mut handle, Method::PUT, SECRET_PATH).await;
     assert_eq!(replaced["metadata"]["resourceVersion"], "1");
+    assert_eq!(
+        replaced["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "Helm"
+    );
+    assert_eq!(
+        replaced["metadata"]["annotations"]["meta.helm.sh/release-name"],
+        "dbbind"
+    );
     send.send_response(json_response(409, &status(409, "Conflict")));
     let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
     send.send_response(json_response(200, &with_version(winner_secret, "2")));
