@@ -93,14 +93,7 @@ pub fn mutate_pod(
         Ok(patch) => patch,
         Err(denial) => return Decision::Deny { denial, warnings },
     };
-    let bindings = resolved
-        .iter()
-        .map(|binding| AppliedBinding {
-            name: binding.request.name().to_owned(),
-            secret: binding.request.secret.clone(),
-            profile: binding.profile.clone(),
-        })
-        .collect();
+    let bindings = resolved.iter().map(AppliedBinding::from).collect();
     Decision::Allow {
         patch,
         warnings,

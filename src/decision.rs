@@ -1,7 +1,11 @@
 //! What the core decides for a pod. Denials are values, not errors: denying a pod is dbbind
 //! working as intended.
 
+use std::fmt;
+
 use json_patch::Patch;
+
+use crate::binding::ResolvedBinding;
 
 /// A refusal with the HTTP-style code the API server reports and a message for the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +27,24 @@ pub struct AppliedBinding {
     pub name: String,
     pub secret: String,
     pub profile: String,
+}
+
+impl From<&ResolvedBinding> for AppliedBinding {
+    fn from(binding: &ResolvedBinding) -> AppliedBinding {
+        AppliedBinding {
+            name: binding.request.name().to_owned(),
+            secret: binding.request.secret.clone(),
+            profile: binding.profile.clone(),
+        }
+    }
+}
+
+/// `<binding>=<secret>/<profile>`: one entry of the `dbbind.io/bindings` annotation, and of the
+/// admission log line.
+impl fmt::Display for AppliedBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}/{}", self.name, self.secret, self.profile)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -21,7 +21,7 @@ pub use files::{DEFAULT_ROOT, SERVICE_BINDING_ROOT};
 use crate::binding::{
     BINDINGS_ANNOTATION, OnConflict, ResolvedBinding, STATUS_ANNOTATION, STATUS_INJECTED,
 };
-use crate::decision::Denial;
+use crate::decision::{AppliedBinding, Denial};
 
 /// Builds the patch for `pod` from its resolved bindings.
 pub fn build_patch(
@@ -298,7 +298,7 @@ fn annotate(pod: &Pod, bindings: &[ResolvedBinding], ops: &mut Ops) {
     wanted.insert(STATUS_ANNOTATION.to_owned(), STATUS_INJECTED.to_owned());
     let summary: Vec<String> = bindings
         .iter()
-        .map(|b| format!("{}={}/{}", b.request.name(), b.request.secret, b.profile))
+        .map(|b| AppliedBinding::from(b).to_string())
         .collect();
     wanted.insert(BINDINGS_ANNOTATION.to_owned(), summary.join(","));
     for binding in bindings.iter().filter(|b| b.request.files) {

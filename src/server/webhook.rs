@@ -218,10 +218,7 @@ fn decide(
                 state.metrics.observe_binding(&binding.profile);
             }
             if !bindings.is_empty() {
-                let summary: Vec<String> = bindings
-                    .iter()
-                    .map(|b| format!("{}={}/{}", b.name, b.secret, b.profile))
-                    .collect();
+                let summary: Vec<String> = bindings.iter().map(ToString::to_string).collect();
                 tracing::info!(
                     bindings = %summary.join(","),
                     warnings = warnings.len(),
