@@ -48,3 +48,17 @@ impl From<std::io::Error> for Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The documents of a YAML stream (a manifest, `helm template` output) as JSON values, empty
+/// documents left out.
+pub fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>> {
+    let mut documents = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document)
+            .map_err(|e| Error::new(format!("YAML: {e}")))?;
+        if !value.is_null() {
+            documents.push(value);
+        }
+    }
+    Ok(documents)
+}

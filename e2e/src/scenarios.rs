@@ -150,21 +150,22 @@ pub fn example_path(name: &str) -> PathBuf {
     repo_root().join(format!("examples/{name}.yaml"))
 }
 
+/// The Secret document of `examples/<name>.yaml`.
+pub fn example_secret_object(name: &str) -> Result<Value> {
+    let text = std::fs::read_to_string(example_path(name))?;
+    crate::yaml_documents(&text)?
+        .into_iter()
+        .find(|document| document["kind"] == "Secret")
+        .ok_or_else(|| Error::new(format!("examples/{name}.yaml has no Secret")))
+}
+
 /// The example's Secret, decoded: key → value.
 fn example_secret(name: &str) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(example_path(name))?;
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value: Value =
-            serde::Deserialize::deserialize(document).map_err(|e| Error::new(e.to_string()))?;
-        if value["kind"] == "Secret" {
-            let data = value["data"].as_object().cloned().unwrap_or_default();
-            return data
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), kubelet::decode(v.as_str().unwrap_or_default())?)))
-                .collect();
-        }
-    }
-    Err(Error::new(format!("examples/{name}.yaml has no Secret")))
+    let secret = example_secret_object(name)?;
+    let data = secret["data"].as_object().cloned().unwrap_or_default();
+    data.iter()
+        .map(|(k, v)| Ok((k.clone(), kubelet::decode(v.as_str().unwrap_or_default())?)))
+        .collect()
 }
 
 /// Creates the database accounts the examples' Secrets describe. The passwords come from the

@@ -38,10 +38,7 @@ fn render(sets: &[&str]) -> Result<Vec<Value>, String> {
 }
 
 fn yaml_documents(text: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|document| serde::Deserialize::deserialize(document).unwrap())
-        .filter(|value: &Value| !value.is_null())
-        .collect()
+    dbbind_e2e::yaml_documents(text).unwrap()
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {

@@ -66,23 +66,16 @@ fn apply_secret(
     namespace: &str,
     name: Option<&str>,
 ) -> Result<()> {
-    let text = std::fs::read_to_string(scenarios::example_path(example))?;
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let mut value: Value =
-            serde::Deserialize::deserialize(document).map_err(|e| Error::new(e.to_string()))?;
-        if value["kind"] == "Secret" {
-            if let Some(name) = name {
-                value["metadata"]["name"] = json!(name);
-            }
-            return kubectl(
-                environment,
-                &["apply", "-n", namespace, "-f", "-"],
-                &value.to_string(),
-            )
-            .map(|_| ());
-        }
+    let mut secret = scenarios::example_secret_object(example)?;
+    if let Some(name) = name {
+        secret["metadata"]["name"] = json!(name);
     }
-    Err(Error::new("no Secret"))
+    kubectl(
+        environment,
+        &["apply", "-n", namespace, "-f", "-"],
+        &secret.to_string(),
+    )
+    .map(|_| ())
 }
 
 fn kubectl(
@@ -654,16 +647,14 @@ async fn server_side_validation(environment: &mut Environment) -> Result<()> {
             args.extend(["--set", set]);
         }
         let rendered = helm(environment, &args)?;
-        let objects: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&rendered)
-            .map(|d| serde::Deserialize::deserialize(d).map_err(|e| Error::new(e.to_string())))
-            .collect::<Result<Vec<Value>>>()?
+        // cert-manager's own objects need its CRDs, which this cluster lacks.
+        let objects: Vec<Value> = dbbind_e2e::yaml_documents(&rendered)?
             .into_iter()
-            .filter(|o: &Value| {
-                !o.is_null()
-                    && !o["apiVersion"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .starts_with("cert-manager.io")
+            .filter(|o| {
+                !o["apiVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("cert-manager.io")
             })
             .collect();
         let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});

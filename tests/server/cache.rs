@@ -71,15 +71,20 @@ async fn until(condition: impl Fn() -> bool) {
     panic!("condition not reached");
 }
 
-#[tokio::test]
-async fn the_cache_follows_lists_watches_relists_and_errors() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+/// A cache watching all Secrets of a fake API server; the handle answers its requests.
+fn watch_fake_api_server() -> (Arc<SecretCache>, Mock, tokio::task::JoinHandle<()>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let cache = Arc::new(SecretCache::new());
-    let watching = {
-        let cache = Arc::clone(&cache);
-        tokio::spawn(async move { cache.run(Api::<Secret>::all(client), |_| {}).await })
-    };
+    let watched = Arc::clone(&cache);
+    let watching =
+        tokio::spawn(async move { watched.run(Api::<Secret>::all(client), |_| {}).await });
+    (cache, handle, watching)
+}
+
+#[tokio::test]
+async fn the_cache_follows_lists_watches_relists_and_errors() {
+    let (cache, mut handle, watching) = watch_fake_api_server();
 
     // The first list fills the cache and marks it synced.
     assert!(!cache.is_synced());
@@ -171,13 +176,7 @@ async fn no_secret_value_reaches_a_log_line_at_any_level() {
     let mut canary = secret("orders-db-conn", "5", &[]);
     canary["data"] = json!({"host": encoded, "username": encoded, "password": encoded});
 
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
-    let cache = Arc::new(SecretCache::new());
-    let watching = {
-        let cache = Arc::clone(&cache);
-        tokio::spawn(async move { cache.run(Api::<Secret>::all(client), |_| {}).await })
-    };
+    let (cache, mut handle, watching) = watch_fake_api_server();
     let (_, send) = expect(&mut handle, false).await;
     send.send_response(list("10", vec![canary.clone()]));
     let (_, send) = expect(&mut handle, true).await;
