@@ -10,10 +10,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dbbind::admission::{response, review};
-use dbbind::decision::Decision;
-use dbbind::profile::ProfileSet;
-use dbbind::secret::{SecretStore, SecretView};
+use dbbind::server::response::admission_response;
+use dbbind_core::admission::review;
+use dbbind_core::decision::Decision;
+use dbbind_core::profile::ProfileSet;
+use dbbind_core::secret::{SecretStore, SecretView};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
@@ -51,7 +52,7 @@ fn bound_review(body: &[u8], store: &SecretStore, profiles: &ProfileSet) -> Vec<
 fn admit(body: &[u8], store: &SecretStore, profiles: &ProfileSet) -> Vec<u8> {
     let request = decode(body);
     let decision = review(&request, store, profiles);
-    let answer = response(&request, decision)
+    let answer = admission_response(&request, decision)
         .expect("response")
         .into_review();
     serde_json::to_vec(&answer).expect("json")

@@ -1,75 +1,120 @@
-//! The Secret watch cache: what the webhook knows about the Secrets of the cluster, kept current
-//! by a kube-runtime watcher, so an admission never calls the API server.
+//! The Secret watch cache: what the webhook knows about the cluster's Secrets, kept current by a
+//! kube-runtime watcher, so an admission never calls the API server.
 //!
-//! Only [`SecretView`]s are kept — name, type, labels, owners and key names — never values, so
-//! memory stays small and nothing sensitive lives in the process longer than one decode.
+//! The store is kube-runtime's reflector store — its relist buffering (a relist replaces the
+//! contents whole, so Secrets deleted while the watch was down disappear) and its readiness —
+//! holding [`SecretView`]s instead of Secrets: name, type, labels, owners and key names, never
+//! values. Each Secret is shrunk to its view as it arrives, so no value outlives one decode and
+//! memory stays small.
 
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use futures::StreamExt;
+use dbbind_core::secret::{SecretLookup, SecretView};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{Lookup, ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
 
-use crate::secret::{SecretLookup, SecretStore, SecretView};
+/// A Secret as the cache keeps it. A newtype, so kube-runtime's store can hold the core's view.
+#[derive(Clone, Debug)]
+pub struct CachedSecret(pub SecretView);
 
-/// Secret views by namespace and name, and whether the first full list has arrived.
-#[derive(Debug, Default)]
+impl Lookup for CachedSecret {
+    type DynamicType = ();
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Secret".into()
+    }
+
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+
+    fn plural(_: &()) -> Cow<'_, str> {
+        "secrets".into()
+    }
+
+    fn name(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.0.name))
+    }
+
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.0.namespace))
+    }
+
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+}
+
+/// The reading side, shared with the webhook: cheap to clone.
+#[derive(Clone)]
 pub struct SecretCache {
-    store: RwLock<SecretStore>,
-    /// The list being received after a (re)start of the watch; swapped in whole when complete,
-    /// so Secrets deleted while the watch was down disappear.
-    relist: RwLock<Option<SecretStore>>,
-    synced: AtomicBool,
+    store: Store<CachedSecret>,
+}
+
+/// The writing side, owned by the watch task.
+pub struct CacheWriter {
+    writer: Writer<CachedSecret>,
+}
+
+/// An empty cache and the writer that fills it.
+pub fn secret_cache() -> (SecretCache, CacheWriter) {
+    let writer = Writer::default();
+    let cache = SecretCache {
+        store: writer.as_reader(),
+    };
+    (cache, CacheWriter { writer })
 }
 
 impl SecretCache {
-    pub fn new() -> SecretCache {
-        SecretCache::default()
-    }
-
     /// True once a complete list has been received.
     pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
+        self.store
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|ready| ready.is_ok())
     }
 
     pub fn len(&self) -> usize {
-        read(&self.store).len()
+        self.store.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.store.is_empty()
     }
+}
 
+impl SecretLookup for SecretCache {
+    fn get(&self, namespace: &str, name: &str) -> Option<SecretView> {
+        let key = ObjectRef::<CachedSecret>::new_with(name, ()).within(namespace);
+        self.store.get(&key).map(|cached| cached.0.clone())
+    }
+}
+
+impl CacheWriter {
     /// Applies one watcher event.
-    pub fn apply(&self, event: Event<Secret>) {
-        match event {
-            Event::Init => *write(&self.relist) = Some(SecretStore::new()),
-            Event::InitApply(secret) => {
-                if let Some(relist) = write(&self.relist).as_mut() {
-                    relist.insert(view(&secret));
-                }
-            }
-            Event::InitDone => {
-                if let Some(complete) = write(&self.relist).take() {
-                    *write(&self.store) = complete;
-                }
-                self.synced.store(true, Ordering::Release);
-            }
-            Event::Apply(secret) => write(&self.store).insert(view(&secret)),
-            Event::Delete(secret) => {
-                let view = view(&secret);
-                write(&self.store).remove(&view.namespace, &view.name);
-            }
-        }
+    pub fn apply(&mut self, event: Event<Secret>) {
+        self.writer.apply_watcher_event(&shrink(event));
     }
 
     /// Watches `api` forever: errors are logged and the watcher backs off and resumes, relisting
-    /// when the API server says the watch is too old. `on_change` runs after every event (for the
-    /// cache-size metric).
-    pub async fn run(&self, api: Api<Secret>, on_change: impl Fn(usize)) {
+    /// when the API server says the watch is too old. `on_change` runs after every event with
+    /// the cache's size (for the cache-size metric).
+    pub async fn run(mut self, api: Api<Secret>, on_change: impl Fn(usize)) {
+        let reader = self.writer.as_reader();
         watcher::watcher(api, watcher::Config::default())
             .default_backoff()
             // for_each, not try_for_each: an error must never end the watch.
@@ -77,7 +122,7 @@ impl SecretCache {
                 match result {
                     Ok(event) => {
                         self.apply(event);
-                        on_change(self.len());
+                        on_change(reader.len());
                     }
                     Err(error) => {
                         tracing::warn!(error = %describe(&error), "Secret watch failed; retrying with backoff");
@@ -89,15 +134,17 @@ impl SecretCache {
     }
 }
 
-impl SecretLookup for SecretCache {
-    fn get(&self, namespace: &str, name: &str) -> Option<SecretView> {
-        read(&self.store).get(namespace, name)
-    }
-}
-
-fn view(secret: &Secret) -> SecretView {
+/// The event with each Secret replaced by its view; the values are dropped here.
+fn shrink(event: Event<Secret>) -> Event<CachedSecret> {
     // Watched Secrets always carry their namespace.
-    SecretView::from_secret(secret, "")
+    let view = |secret: Secret| CachedSecret(SecretView::from_secret(&secret, ""));
+    match event {
+        Event::Apply(secret) => Event::Apply(view(secret)),
+        Event::Delete(secret) => Event::Delete(view(secret)),
+        Event::Init => Event::Init,
+        Event::InitApply(secret) => Event::InitApply(view(secret)),
+        Event::InitDone => Event::InitDone,
+    }
 }
 
 /// A watch error for the log. Decoding errors are reduced to their position: serde's messages
@@ -120,45 +167,36 @@ fn describe(error: &watcher::Error) -> String {
     }
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// The caches of a fixed set of namespaces, each watched on its own (`--watch-namespaces`), so
 /// dbbind needs Secret read access in those namespaces only.
-#[derive(Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ScopedSecretCache {
-    caches: std::collections::BTreeMap<String, std::sync::Arc<SecretCache>>,
+    caches: Arc<BTreeMap<String, SecretCache>>,
 }
 
 impl ScopedSecretCache {
-    pub fn new(namespaces: &[String]) -> ScopedSecretCache {
-        ScopedSecretCache {
-            caches: namespaces
-                .iter()
-                .map(|namespace| (namespace.clone(), std::sync::Arc::new(SecretCache::new())))
-                .collect(),
+    /// The caches, and a writer for each namespace to run a watcher with.
+    pub fn new(namespaces: &[String]) -> (ScopedSecretCache, Vec<(String, CacheWriter)>) {
+        let mut caches = BTreeMap::new();
+        let mut writers = Vec::new();
+        for namespace in namespaces {
+            let (cache, writer) = secret_cache();
+            caches.insert(namespace.clone(), cache);
+            writers.push((namespace.clone(), writer));
         }
-    }
-
-    /// Each namespace's cache, to run a watcher for.
-    pub fn caches(&self) -> impl Iterator<Item = (&String, &std::sync::Arc<SecretCache>)> {
-        self.caches.iter()
+        let scoped = ScopedSecretCache {
+            caches: Arc::new(caches),
+        };
+        (scoped, writers)
     }
 
     /// True once every namespace has been listed.
     pub fn is_synced(&self) -> bool {
-        self.caches.values().all(|cache| cache.is_synced())
+        self.caches.values().all(SecretCache::is_synced)
     }
 
     pub fn len(&self) -> usize {
-        self.caches.values().map(|cache| cache.len()).sum()
+        self.caches.values().map(SecretCache::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {

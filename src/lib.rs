@@ -1,21 +1,19 @@
 //! dbbind: a Kubernetes mutating admission webhook that binds pods to their PostgreSQL database.
 //!
-//! The core is pure: [`admission::mutate_pod`] turns a pod, the Secrets of its namespace (seen
-//! through [`secret::SecretView`], without values) and the [`profile::ProfileSet`] into a
-//! [`decision::Decision`]. The CLI's `render` runs it offline; the server puts it behind the API
-//! server's webhook call.
+//! The decision is the pure [`dbbind_core`] crate. This crate is the plumbing around it: the
+//! admission server ([`server`]), the Secret watch cache ([`cache`]), certificates ([`tls`]), the
+//! profiles in effect ([`profiles`]), metrics, logs, and the command line ([`cli`]).
+//!
+//! Modules, leaves first: [`logging`], [`metrics`], [`reload`] (one timer loop for everything
+//! re-checked), [`tasks`] (the background tasks of `serve`, owned), [`cache`], [`profiles`],
+//! [`tls`], [`server`], [`cli`]. Each imports only modules before it in this list.
 
-pub mod admission;
-pub mod binding;
 pub mod cache;
 pub mod cli;
-pub mod decision;
-pub mod field;
 pub mod logging;
 pub mod metrics;
-pub mod patch;
-pub mod profile;
-pub mod render;
-pub mod secret;
+pub mod profiles;
+pub mod reload;
 pub mod server;
+pub mod tasks;
 pub mod tls;

@@ -1,5 +1,5 @@
 //! Logs with tracing: JSON in a cluster, text on a terminal. What is logged never includes a
-//! Secret value: dbbind never holds one (see [`crate::secret`]).
+//! Secret value: dbbind never holds one (see [`dbbind_core::secret`]).
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
@@ -11,11 +11,24 @@ pub enum LogFormat {
     Text,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    #[error("invalid log filter {filter:?}: {source}")]
+    Filter {
+        filter: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("cannot install the log subscriber: {0}")]
+    Install(String),
+}
+
 /// Installs the global subscriber. `filter` is an env-filter directive (`info`,
 /// `dbbind=debug,kube=info`).
-pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(filter)
-        .map_err(|error| format!("invalid log filter {filter:?}: {error}"))?;
+pub fn init(format: LogFormat, filter: &str) -> Result<(), LoggingError> {
+    let filter = EnvFilter::try_new(filter).map_err(|source| LoggingError::Filter {
+        filter: filter.to_owned(),
+        source,
+    })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -28,5 +41,5 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    result.map_err(|error| error.to_string())
+    result.map_err(|error| LoggingError::Install(error.to_string()))
 }

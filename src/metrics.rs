@@ -1,16 +1,72 @@
-//! Prometheus metrics (DESIGN §6), served on the admin port's `/metrics`.
+//! Prometheus metrics (docs/design.md §6), served on the admin port's `/metrics`, and the
+//! outcome of an admission request, which labels both the request counter and the log line.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt;
+
+use dbbind_core::decision::Decision;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// How an admission request was answered.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Outcome {
+    /// Admitted with a patch.
+    Patched,
+    /// Admitted as it is.
+    Unchanged,
+    /// Denied, with a message for the user.
+    Denied,
+    /// Answered with an HTTP error (400, 413, 415, 503, …): no decision was made.
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Patched,
+        Outcome::Unchanged,
+        Outcome::Denied,
+        Outcome::Error,
+    ];
+
+    pub fn of(decision: &Decision) -> Outcome {
+        match decision {
+            Decision::Deny { .. } => Outcome::Denied,
+            allowed if allowed.is_unchanged() => Outcome::Unchanged,
+            Decision::Allow { .. } => Outcome::Patched,
+        }
+    }
+
+    /// The label value and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Patched => "patched",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    outcome: &'static str,
+    outcome: Outcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,9 +83,6 @@ pub struct Metrics {
     cache_objects: Gauge,
     certificate_expiry: Gauge,
 }
-
-/// Outcomes of an admission request, as the `outcome` label.
-pub const OUTCOMES: [&str; 4] = ["patched", "unchanged", "denied", "error"];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -69,7 +122,7 @@ impl Metrics {
             certificate_expiry.clone(),
         );
         // Every outcome is exported from the start, so rates work before the first denial.
-        for outcome in OUTCOMES {
+        for outcome in Outcome::ALL {
             let _ = requests.get_or_create(&OutcomeLabels { outcome });
         }
         Metrics {
@@ -83,7 +136,7 @@ impl Metrics {
     }
 
     /// Records one answered admission request.
-    pub fn observe_request(&self, outcome: &'static str, seconds: f64) {
+    pub fn observe_request(&self, outcome: Outcome, seconds: f64) {
         self.requests
             .get_or_create(&OutcomeLabels { outcome })
             .inc();

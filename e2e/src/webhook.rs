@@ -30,11 +30,11 @@ impl Dbbind {
         let made = Command::new(&binary)
             .args([
                 "certs",
-                "--service",
+                "--service-name",
                 "dbbind",
                 "--namespace",
                 "dbbind",
-                "--ip-address",
+                "--extra-ip-addresses",
                 "127.0.0.1",
                 "--out-dir",
             ])

@@ -312,7 +312,7 @@ fn custom_profiles_become_a_profiles_file_dbbind_loads() {
     let profiles_file = tempfile::NamedTempFile::new().unwrap();
     let path = profiles_file.path().to_owned();
     std::fs::write(&path, file).unwrap();
-    let loaded = dbbind::profile::ProfileSet::with_file(&path).unwrap();
+    let loaded = dbbind::profiles::load(Some(&path)).unwrap();
     assert_eq!(loaded.names()[0], "acme");
     let pod = &find(&objects, "Deployment", "dbbind")["spec"]["template"];
     assert!(pod["metadata"]["annotations"]["checksum/profiles"].is_string());

@@ -10,26 +10,34 @@ use clap::Args;
 use time::OffsetDateTime;
 
 use super::EXIT_BAD_INPUT;
+use crate::tls::TlsError;
 use crate::tls::generate::{SubjectNames, issue_serving, new_ca};
 
+/// The flags `serve` has too are spelled as `serve` spells them; the first spellings of
+/// `certs` stay as hidden aliases, so scripts written for them keep working.
 #[derive(Debug, Args)]
 pub struct CertsArgs {
     /// The webhook Service's name.
-    #[arg(long, default_value = "dbbind")]
-    pub service: String,
+    #[arg(long, alias = "service", default_value = "dbbind")]
+    pub service_name: String,
     /// The webhook Service's namespace.
     #[arg(long, short = 'n', default_value = "dbbind")]
     pub namespace: String,
     /// Where to write ca.crt, tls.crt and tls.key.
     #[arg(long, default_value = "certs")]
     pub out_dir: PathBuf,
-    /// Another DNS name for the serving certificate (repeatable).
-    #[arg(long = "extra-dns-name", value_name = "NAME")]
+    /// More DNS names for the serving certificate (comma separated, repeatable).
+    #[arg(
+        long,
+        alias = "extra-dns-name",
+        value_name = "NAMES",
+        value_delimiter = ','
+    )]
     pub extra_dns_names: Vec<String>,
-    /// An IP address for the serving certificate, e.g. 127.0.0.1 for a URL-registered webhook
-    /// (repeatable).
-    #[arg(long = "ip-address", value_name = "IP")]
-    pub ip_addresses: Vec<IpAddr>,
+    /// IP addresses for the serving certificate (comma separated, repeatable), e.g. 127.0.0.1
+    /// for a URL-registered webhook.
+    #[arg(long, alias = "ip-address", value_name = "IPS", value_delimiter = ',')]
+    pub extra_ip_addresses: Vec<IpAddr>,
     /// How long the certificates are valid.
     #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
     pub validity: Duration,
@@ -55,18 +63,36 @@ pub fn run(args: &CertsArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
     }
 }
 
-fn write_certs(args: &CertsArgs) -> Result<Vec<PathBuf>, String> {
+#[derive(Debug, thiserror::Error)]
+enum CertsError {
+    #[error("cannot generate the certificates: {0}")]
+    Generate(#[from] TlsError),
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn write_certs(args: &CertsArgs) -> Result<Vec<PathBuf>, CertsError> {
     let now = OffsetDateTime::now_utc();
     let names = SubjectNames::for_service(
-        &args.service,
+        &args.service_name,
         &args.namespace,
         &args.extra_dns_names,
-        &args.ip_addresses,
+        &args.extra_ip_addresses,
     );
-    let ca = new_ca("dbbind development CA", args.validity, now).map_err(|e| e.to_string())?;
-    let serving = issue_serving(&ca, &names, args.validity, now).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&args.out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", args.out_dir.display()))?;
+    let ca = new_ca("dbbind development CA", args.validity, now)?;
+    let serving = issue_serving(&ca, &names, args.validity, now)?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|source| CertsError::CreateDir {
+        path: args.out_dir.display().to_string(),
+        source,
+    })?;
     let files = [
         ("ca.crt", ca.cert_pem.as_str(), false),
         ("tls.crt", serving.cert_pem.as_str(), false),
@@ -83,7 +109,7 @@ fn write_certs(args: &CertsArgs) -> Result<Vec<PathBuf>, String> {
 
 /// Writes via a temporary file and a rename, so a server polling the file never reads half of
 /// it; private keys are readable by the owner only.
-fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), String> {
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let temporary = path.with_extension("tmp");
     let mode = if private { 0o600 } else { 0o644 };
@@ -98,5 +124,8 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), String> 
             file.write_all(contents.as_bytes())
         })
         .and_then(|()| std::fs::rename(&temporary, path));
-    result.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    result.map_err(|source| CertsError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }

@@ -1,4 +1,4 @@
-//! The `dbbind` command line (DESIGN §6).
+//! The `dbbind` command line (docs/design.md §6).
 
 mod certs;
 mod profiles;
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::profile::ProfileSet;
+use dbbind_core::message::PREFIX;
 
 /// Exit code when the webhook would deny.
 pub const EXIT_DENIED: u8 = 1;
@@ -65,10 +65,10 @@ pub enum OutputFormat {
 
 /// Runs the command line, writing to the given streams; returns the process exit code.
 pub fn run(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    let profiles = match ProfileSet::load(cli.profiles_file.as_deref()) {
+    let profiles = match crate::profiles::load(cli.profiles_file.as_deref()) {
         Ok(profiles) => profiles,
         Err(error) => {
-            let _ = writeln!(stderr, "{error}");
+            let _ = writeln!(stderr, "{PREFIX}{error}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };

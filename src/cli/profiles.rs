@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 
 use super::EXIT_BAD_INPUT;
-use crate::profile::{ProfileFile, ProfileSet};
+use dbbind_core::profile::{ProfileFile, ProfileSet};
 
 #[derive(Debug, Args)]
 pub struct ProfilesArgs {

@@ -7,9 +7,9 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::{EXIT_BAD_INPUT, EXIT_DENIED, OutputFormat};
-use crate::decision::Decision;
-use crate::profile::ProfileSet;
-use crate::render::{Source, render};
+use dbbind_core::decision::Decision;
+use dbbind_core::manifest::{Source, render};
+use dbbind_core::profile::ProfileSet;
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
@@ -71,11 +71,7 @@ pub fn run(
         }
         if let Decision::Deny { denial, .. } = &document.decision {
             denied = true;
-            let _ = writeln!(
-                stderr,
-                "Error: {} denied: {}",
-                document.object, denial.message
-            );
+            let _ = writeln!(stderr, "Error: {} denied: {}", document.object, denial);
         }
     }
     // A partly rendered manifest would be applied by a pipeline as if it were whole.

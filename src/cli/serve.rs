@@ -6,25 +6,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
+use dbbind_core::profile::ProfileSet;
+use dbbind_core::secret::SecretLookup;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use crate::cache::{ScopedSecretCache, SecretCache};
+use crate::cache::{ScopedSecretCache, secret_cache};
 use crate::logging::{self, LogFormat};
 use crate::metrics::Metrics;
-use crate::profile::ProfileSet;
-use crate::secret::SecretLookup;
+use crate::profiles::SharedProfiles;
+use crate::reload;
+use crate::server::signals::Shutdown;
 use crate::server::{
-    ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, SharedProfiles, WebhookState,
-    signals,
+    ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, WebhookState,
 };
+use crate::tasks::Tasks;
 use crate::tls::files::FileReloader;
 use crate::tls::generate::SubjectNames;
 use crate::tls::self_managed::{Location, Manager, Policy};
-use crate::tls::{self, CertStore};
-
-const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+use crate::tls::{self, CertStore, OnLoaded};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -95,7 +97,8 @@ pub struct TlsFlags {
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "DBBIND_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub tls_reload_interval: Duration,
-    /// Self-managed: dbbind's namespace (default: the service account's).
+    /// Self-managed: dbbind's namespace (default: the service account's in a pod, the
+    /// kubeconfig context's outside one).
     #[arg(long, env = "DBBIND_NAMESPACE")]
     pub namespace: Option<String>,
     /// Self-managed: the webhook Service, whose DNS names the certificate carries.
@@ -156,34 +159,57 @@ pub fn run(args: &ServeArgs, profiles: ProfileSet, profiles_file: Option<PathBuf
     };
     match runtime.block_on(serve(args, profiles, profiles_file)) {
         Ok(()) => 0,
+        Err(error) if error.is::<Forced>() => {
+            tracing::warn!("second signal: exited without waiting for in-flight requests");
+            EXIT_FORCED
+        }
         Err(error) => {
-            tracing::error!(%error, "dbbind serve failed");
+            tracing::error!(error = format!("{error:#}"), "dbbind serve failed");
             1
         }
     }
 }
 
+/// Exit code after a second SIGTERM or SIGINT, as a shell reports an interrupted command.
+const EXIT_FORCED: u8 = 130;
+
+/// A second shutdown signal arrived before the drain finished.
+#[derive(Debug, thiserror::Error)]
+#[error("a second shutdown signal arrived")]
+struct Forced;
+
 async fn serve(
     args: &ServeArgs,
     profiles: ProfileSet,
     profiles_file: Option<PathBuf>,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> anyhow::Result<()> {
+    let shutdown = Shutdown::install().context("cannot install signal handlers")?;
     let metrics = Arc::new(Metrics::new());
     let certs = CertStore::new();
-    let client = kube::Client::try_default().await?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client")?;
+    // Every background task is held here; one that ends stops dbbind (see `tasks`).
+    let mut tasks = Tasks::new();
 
-    let (secrets, cache_synced) = start_cache(&args.cache, &client, &metrics);
+    let (secrets, cache_synced) = start_cache(&args.cache, &client, &metrics, &mut tasks);
 
     let profiles = SharedProfiles::new(profiles);
     if let Some(path) = profiles_file {
-        tokio::spawn(
-            profiles
-                .clone()
-                .reload_from(path, args.server.profiles_reload_interval),
+        let reloader = profiles.reloader(path);
+        tasks.spawn(
+            "profiles reload",
+            reload::every(args.server.profiles_reload_interval, reloader),
         );
     }
 
-    start_certificates(args, client, Arc::clone(&certs), Arc::clone(&metrics))?;
+    start_certificates(
+        args,
+        client,
+        Arc::clone(&certs),
+        Arc::clone(&metrics),
+        &mut tasks,
+    )?;
 
     let readiness = Arc::new(Readiness::new(Arc::clone(&certs), cache_synced));
     let limits = Limits {
@@ -209,8 +235,11 @@ async fn serve(
         readiness,
         metrics,
     };
-    server.run(parts, signals::shutdown_signal()).await?;
-    Ok(())
+    tokio::select! {
+        served = server.run(parts, shutdown.requested()) => Ok(served?),
+        () = shutdown.forced() => Err(Forced.into()),
+        ended = tasks.first_ended() => Err(ended.into()),
+    }
 }
 
 type Lookup = Arc<dyn SecretLookup + Send + Sync>;
@@ -222,34 +251,32 @@ fn start_cache(
     flags: &CacheFlags,
     client: &kube::Client,
     metrics: &Arc<Metrics>,
+    tasks: &mut Tasks,
 ) -> (Lookup, SyncCheck) {
     if flags.watch_namespaces.is_empty() {
-        let cache = Arc::new(SecretCache::new());
-        let (watched, metrics) = (Arc::clone(&cache), Arc::clone(metrics));
+        let (cache, writer) = secret_cache();
+        let metrics = Arc::clone(metrics);
         let api: Api<Secret> = Api::all(client.clone());
-        tokio::spawn(async move {
-            watched
-                .run(api, |count| metrics.set_cache_objects(count))
-                .await
-        });
-        let synced = Arc::clone(&cache);
-        let lookup: Lookup = cache;
+        tasks.spawn(
+            "Secret watch",
+            writer.run(api, move |count| metrics.set_cache_objects(count)),
+        );
+        let synced = cache.clone();
+        let lookup: Lookup = Arc::new(cache);
         return (lookup, Box::new(move || synced.is_synced()) as SyncCheck);
     }
-    let scoped = Arc::new(ScopedSecretCache::new(&flags.watch_namespaces));
-    for (namespace, cache) in scoped.caches() {
-        let (watched, metrics, total) =
-            (Arc::clone(cache), Arc::clone(metrics), Arc::clone(&scoped));
-        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        tokio::spawn(async move {
-            watched
-                .run(api, |_| metrics.set_cache_objects(total.len()))
-                .await
-        });
+    let (scoped, writers) = ScopedSecretCache::new(&flags.watch_namespaces);
+    for (namespace, writer) in writers {
+        let (metrics, total) = (Arc::clone(metrics), scoped.clone());
+        let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        tasks.spawn(
+            format!("Secret watch in {namespace}"),
+            writer.run(api, move |_| metrics.set_cache_objects(total.len())),
+        );
     }
     tracing::info!(namespaces = %flags.watch_namespaces.join(","), "watching Secrets in these namespaces only");
-    let synced = Arc::clone(&scoped);
-    let lookup: Lookup = scoped;
+    let synced = scoped.clone();
+    let lookup: Lookup = Arc::new(scoped);
     (lookup, Box::new(move || synced.is_synced()) as SyncCheck)
 }
 
@@ -259,24 +286,24 @@ fn start_certificates(
     client: kube::Client,
     certs: Arc<CertStore>,
     metrics: Arc<Metrics>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let on_loaded = move |not_after| metrics.set_certificate_expiry(not_after);
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let on_loaded: OnLoaded = Arc::new(move |not_after| metrics.set_certificate_expiry(not_after));
     if let (Some(cert), Some(key)) = (&args.tls.tls_cert_file, &args.tls.tls_key_file) {
         tracing::info!(cert = %cert.display(), key = %key.display(), "serving certificates from files");
-        let reloader = FileReloader::new(cert, key, certs);
-        tokio::spawn(reloader.run(args.tls.tls_reload_interval, on_loaded));
+        let reloader = FileReloader::new(cert, key, certs).with_on_loaded(on_loaded);
+        tasks.spawn(
+            "certificate files reload",
+            reload::every(args.tls.tls_reload_interval, reloader),
+        );
         return Ok(());
     }
-    let namespace = match &args.tls.namespace {
-        Some(namespace) => namespace.clone(),
-        None => std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
-            .map(|text| text.trim().to_owned())
-            .map_err(|error| {
-                format!(
-                    "self-managed certificates need --namespace (not running in a pod: {error})"
-                )
-            })?,
-    };
+    // In a pod, the service account's namespace; outside, the kubeconfig context's.
+    let namespace = args
+        .tls
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
     let names = SubjectNames::for_service(
         &args.tls.service_name,
         &namespace,
@@ -298,7 +325,11 @@ fn start_certificates(
             ca_validity: args.tls.ca_validity,
         },
         store: certs,
+        on_loaded: Some(on_loaded),
     };
-    tokio::spawn(manager.run(args.tls.cert_check_interval, on_loaded));
+    tasks.spawn(
+        "self-managed certificates",
+        reload::every(args.tls.cert_check_interval, manager),
+    );
     Ok(())
 }

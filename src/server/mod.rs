@@ -2,8 +2,9 @@
 //! shutdown sequence that drains them.
 
 pub mod admin;
+pub mod error;
 pub mod listener;
-pub mod profiles;
+pub mod response;
 pub mod signals;
 pub mod webhook;
 
@@ -18,7 +19,6 @@ use tokio_rustls::TlsAcceptor;
 
 pub use admin::Readiness;
 pub use listener::ConnectionLimits;
-pub use profiles::SharedProfiles;
 pub use webhook::{Limits, WebhookState};
 
 use crate::metrics::Metrics;

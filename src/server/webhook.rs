@@ -1,25 +1,28 @@
 //! `POST /mutate`: the HTTP side of admission. It only converts — bytes to an AdmissionReview,
-//! a decision to a response — around the pure [`admission::review`], and enforces the limits.
+//! a decision to a response — around the core's pure [`admission::review`], and enforces the
+//! limits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
+use dbbind_core::admission;
+use dbbind_core::decision::Decision;
+use dbbind_core::secret::SecretLookup;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use tokio::sync::Semaphore;
 use tracing::field::Empty;
 
-use super::profiles::SharedProfiles;
-use crate::admission;
-use crate::decision::Decision;
-use crate::metrics::Metrics;
-use crate::secret::SecretLookup;
+use super::error::RequestError;
+use super::response::admission_response;
+use crate::metrics::{Metrics, Outcome};
+use crate::profiles::SharedProfiles;
 
 /// Limits on one admission request.
 #[derive(Clone, Copy, Debug)]
@@ -73,118 +76,64 @@ impl WebhookState {
 
 pub fn router(state: WebhookState) -> Router {
     Router::new()
-        .route("/mutate", post(mutate).fallback(wrong_method))
-        .fallback(not_found)
+        .route(
+            "/mutate",
+            post(mutate).fallback(|| async { RequestError::Method("/mutate") }),
+        )
+        .fallback(|| async { RequestError::NotFound })
         .with_state(state)
-}
-
-async fn wrong_method() -> Response {
-    let mut response = reject(StatusCode::METHOD_NOT_ALLOWED, "dbbind: /mutate takes POST");
-    response
-        .headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-    response
-}
-
-async fn not_found() -> Response {
-    reject(
-        StatusCode::NOT_FOUND,
-        "dbbind: not found; admission reviews go to POST /mutate",
-    )
-}
-
-/// A short plain-text refusal.
-fn reject(status: StatusCode, reason: &str) -> Response {
-    (status, format!("{reason}\n")).into_response()
 }
 
 async fn mutate(State(state): State<WebhookState>, request: Request) -> Response {
     let started = Instant::now();
-    let (outcome, response) =
-        match tokio::time::timeout(state.limits.request_timeout, handle(&state, request)).await {
-            Ok(answer) => answer,
-            Err(_) => (
-                "error",
-                reject(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "dbbind: the request did not complete within its deadline",
-                ),
-            ),
-        };
+    let answer = tokio::time::timeout(state.limits.request_timeout, handle(&state, request))
+        .await
+        .unwrap_or(Err(RequestError::Deadline));
+    let (outcome, response) = match answer {
+        Ok((outcome, review)) => (outcome, Json(review).into_response()),
+        Err(error) => (Outcome::Error, error.into_response()),
+    };
     state
         .metrics
         .observe_request(outcome, started.elapsed().as_secs_f64());
     response
 }
 
-async fn handle(state: &WebhookState, request: Request) -> (&'static str, Response) {
+async fn handle(
+    state: &WebhookState,
+    request: Request,
+) -> Result<(Outcome, AdmissionReview<DynamicObject>), RequestError> {
     let max = state.limits.max_body_bytes;
     if !is_json(request.headers()) {
-        return (
-            "error",
-            reject(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "dbbind: the body must be an AdmissionReview as application/json",
-            ),
-        );
+        return Err(RequestError::NotJson);
     }
     if content_length(request.headers()).is_some_and(|length| length > max) {
-        return ("error", too_large(max));
+        return Err(RequestError::TooLarge(max));
     }
     // Wait for a slot (within the deadline set by the caller) before buffering the body.
-    let Ok(_slot) = state.slots.acquire().await else {
-        return (
-            "error",
-            reject(StatusCode::SERVICE_UNAVAILABLE, "dbbind: shutting down"),
-        );
-    };
+    let _slot = state
+        .slots
+        .acquire()
+        .await
+        .map_err(|_| RequestError::ShuttingDown)?;
     let body = match Limited::new(request.into_body(), max).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return ("error", too_large(max));
+            return Err(RequestError::TooLarge(max));
         }
-        Err(_) => {
-            return (
-                "error",
-                reject(
-                    StatusCode::BAD_REQUEST,
-                    "dbbind: the request body could not be read",
-                ),
-            );
-        }
+        Err(_) => return Err(RequestError::Unreadable),
     };
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
-        Ok(review) => review,
-        // Position only: serde's text can quote the body, and a pod spec may hold a value.
-        Err(error) => {
-            let reason = format!(
-                "dbbind: the body is not an AdmissionReview ({:?} error at line {} column {})",
-                error.classify(),
-                error.line(),
-                error.column()
-            );
-            return ("error", reject(StatusCode::BAD_REQUEST, &reason));
-        }
-    };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(request) => request,
-        Err(_) => {
-            return (
-                "error",
-                reject(
-                    StatusCode::BAD_REQUEST,
-                    "dbbind: the AdmissionReview carries no request",
-                ),
-            );
-        }
-    };
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(&body).map_err(|error| RequestError::not_a_review(&error))?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| RequestError::NoRequest)?;
     decide(state, &request)
 }
 
 fn decide(
     state: &WebhookState,
     request: &AdmissionRequest<DynamicObject>,
-) -> (&'static str, Response) {
+) -> Result<(Outcome, AdmissionReview<DynamicObject>), RequestError> {
     let object = request.object.as_ref().map(|object| &object.metadata);
     let pod = object
         .and_then(|m| {
@@ -208,8 +157,8 @@ fn decide(
 
     let profiles = state.profiles.current();
     let decision = admission::review(request, state.secrets.as_ref(), &profiles);
-    let outcome = decision.outcome();
-    span.record("outcome", outcome);
+    let outcome = Outcome::of(&decision);
+    span.record("outcome", outcome.as_str());
     match &decision {
         Decision::Allow {
             bindings, warnings, ..
@@ -229,19 +178,11 @@ fn decide(
         }
         // Denial messages name annotations, Secrets and keys, never values.
         Decision::Deny { denial, .. } => {
-            tracing::info!(code = denial.code, reason = %denial.message, "denied");
+            tracing::info!(reason = %denial, "denied");
         }
     }
-    match admission::response(request, decision) {
-        Ok(response) => (outcome, Json(response.into_review()).into_response()),
-        Err(_) => (
-            "error",
-            reject(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "dbbind: the patch could not be serialized",
-            ),
-        ),
-    }
+    let response = admission_response(request, decision).map_err(|_| RequestError::Patch)?;
+    Ok((outcome, response.into_review()))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -259,11 +200,4 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .ok()?
         .parse()
         .ok()
-}
-
-fn too_large(max: usize) -> Response {
-    reject(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("dbbind: the body is larger than {max} bytes"),
-    )
 }

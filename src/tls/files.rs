@@ -1,24 +1,20 @@
 //! Serving a certificate pair from files, re-read when they change.
 //!
-//! The files are polled and compared by content rather than watched with inotify: Kubernetes
-//! updates a mounted Secret by swapping the `..data` symlink, which file-level watches miss, and
-//! cert-manager or a hand-run `cp` may leave a half-written file for a moment. Reading both
-//! files whole and loading them only when they parse as a matching pair covers all of these;
-//! until then the previous pair keeps serving.
+//! Both files are read whole on each pass ([`crate::reload::FileContents`], which also catches
+//! Kubernetes' `..data` symlink swap) and loaded only when they parse as a matching pair:
+//! cert-manager or a hand-run `cp` may leave a half-written file for a moment. Until then the
+//! previous pair keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::{CertStore, ServingCert, TlsError};
+use super::{CertStore, OnLoaded, ServingCert, TlsError};
+use crate::reload::{FileContents, ReadError, Recheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("{cert} and {key} are not a usable pair: {source}")]
     Invalid {
         cert: String,
@@ -32,9 +28,10 @@ pub struct FileReloader {
     cert_path: PathBuf,
     key_path: PathBuf,
     store: Arc<CertStore>,
-    /// The contents last loaded, and the contents last refused (so a bad pair is reported once).
-    loaded: Option<(Vec<u8>, Vec<u8>)>,
-    refused: Option<(Vec<u8>, Vec<u8>)>,
+    contents: FileContents<2>,
+    /// Whether the contents last seen were refused (so a bad pair is reported once).
+    refused: bool,
+    on_loaded: Option<OnLoaded>,
 }
 
 /// What one poll found.
@@ -55,36 +52,36 @@ impl FileReloader {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
             store,
-            loaded: None,
-            refused: None,
+            contents: FileContents::new([cert_path, key_path]),
+            refused: false,
+            on_loaded: None,
         }
+    }
+
+    /// Calls `on_loaded` with the notAfter of each pair loaded.
+    pub fn with_on_loaded(mut self, on_loaded: OnLoaded) -> FileReloader {
+        self.on_loaded = Some(on_loaded);
+        self
     }
 
     /// Reads both files; loads them if they changed and form a valid pair.
     pub fn poll(&mut self) -> Result<Polled, ReloadError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| ReloadError::Read {
-                path: path.display().to_string(),
-                source,
-            })
+        let Some([cert, key]) = self.contents.changed()? else {
+            return Ok(if self.refused {
+                Polled::StillInvalid
+            } else {
+                Polled::Unchanged
+            });
         };
-        let contents = (read(&self.cert_path)?, read(&self.key_path)?);
-        if self.loaded.as_ref() == Some(&contents) {
-            return Ok(Polled::Unchanged);
-        }
-        if self.refused.as_ref() == Some(&contents) {
-            return Ok(Polled::StillInvalid);
-        }
-        match ServingCert::from_pem(&contents.0, &contents.1) {
+        match ServingCert::from_pem(&cert, &key) {
             Ok(cert) => {
                 let not_after = cert.not_after;
                 self.store.set(cert);
-                self.loaded = Some(contents);
-                self.refused = None;
+                self.refused = false;
                 Ok(Polled::Loaded { not_after })
             }
             Err(source) => {
-                self.refused = Some(contents);
+                self.refused = true;
                 Err(ReloadError::Invalid {
                     cert: self.cert_path.display().to_string(),
                     key: self.key_path.display().to_string(),
@@ -93,27 +90,25 @@ impl FileReloader {
             }
         }
     }
+}
 
-    /// Polls forever. `on_loaded` receives the notAfter of each pair loaded.
-    pub async fn run(mut self, interval: Duration, on_loaded: impl Fn(i64) + Send) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            match self.poll() {
-                Ok(Polled::Loaded { not_after }) => {
-                    tracing::info!(
-                        cert = %self.cert_path.display(),
-                        not_after,
-                        "serving certificate loaded"
-                    );
+impl Recheck for FileReloader {
+    async fn recheck(&mut self) {
+        match self.poll() {
+            Ok(Polled::Loaded { not_after }) => {
+                tracing::info!(
+                    cert = %self.cert_path.display(),
+                    not_after,
+                    "serving certificate loaded"
+                );
+                if let Some(on_loaded) = &self.on_loaded {
                     on_loaded(not_after);
                 }
-                Ok(Polled::Unchanged | Polled::StillInvalid) => {}
-                Err(error) => {
-                    let serving = self.store.is_loaded();
-                    tracing::warn!(%error, keeps_serving_previous = serving, "certificate files not loaded");
-                }
+            }
+            Ok(Polled::Unchanged | Polled::StillInvalid) => {}
+            Err(error) => {
+                let serving = self.store.is_loaded();
+                tracing::warn!(%error, keeps_serving_previous = serving, "certificate files not loaded");
             }
         }
     }

@@ -9,8 +9,9 @@ pub mod files;
 pub mod generate;
 pub mod self_managed;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -90,10 +91,13 @@ pub fn not_after(der: &[u8]) -> Result<i64, TlsError> {
     Ok(parsed.validity().not_after.timestamp())
 }
 
+/// Told the notAfter of each serving certificate loaded (the expiry metric).
+pub type OnLoaded = Arc<dyn Fn(i64) + Send + Sync>;
+
 /// The certificate being served. Cheap to read on every handshake; replaced whole.
 #[derive(Debug, Default)]
 pub struct CertStore {
-    current: RwLock<Option<Arc<ServingCert>>>,
+    current: ArcSwapOption<ServingCert>,
 }
 
 impl CertStore {
@@ -102,18 +106,11 @@ impl CertStore {
     }
 
     pub fn set(&self, cert: ServingCert) {
-        let cert = Arc::new(cert);
-        match self.current.write() {
-            Ok(mut current) => *current = Some(cert),
-            Err(poisoned) => *poisoned.into_inner() = Some(cert),
-        }
+        self.current.store(Some(Arc::new(cert)));
     }
 
     pub fn current(&self) -> Option<Arc<ServingCert>> {
-        match self.current.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.current.load_full()
     }
 
     pub fn is_loaded(&self) -> bool {

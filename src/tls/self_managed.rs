@@ -24,7 +24,8 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::generate::{PemPair, SubjectNames, issue_serving, new_ca};
-use super::{CertStore, ServingCert, TlsError};
+use super::{CertStore, OnLoaded, ServingCert, TlsError};
+use crate::reload::Recheck;
 
 pub const CA_CERT_KEY: &str = "ca.crt";
 pub const CA_KEY_KEY: &str = "ca.key";
@@ -319,6 +320,8 @@ pub struct Manager {
     pub location: Location,
     pub policy: Policy,
     pub store: Arc<CertStore>,
+    /// Told the notAfter after each pass (the expiry metric).
+    pub on_loaded: Option<OnLoaded>,
 }
 
 impl Manager {
@@ -423,18 +426,18 @@ impl Manager {
         }
         Ok(())
     }
+}
 
-    /// Reconciles now and then every `interval`, forever. `on_loaded` receives the notAfter.
-    pub async fn run(self, interval: Duration, on_loaded: impl Fn(i64) + Send) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            match self.reconcile().await {
-                Ok(not_after) => on_loaded(not_after),
-                Err(error) => {
-                    tracing::warn!(%error, "self-managed certificates not reconciled; retrying")
+impl Recheck for Manager {
+    async fn recheck(&mut self) {
+        match self.reconcile().await {
+            Ok(not_after) => {
+                if let Some(on_loaded) = &self.on_loaded {
+                    on_loaded(not_after);
                 }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "self-managed certificates not reconciled; retrying")
             }
         }
     }

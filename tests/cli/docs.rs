@@ -54,7 +54,7 @@ fn every_annotation_and_env_name_is_documented() {
             "dbbind.io/{key} is not in the README"
         );
     }
-    for field in dbbind::field::Field::ALL {
+    for field in dbbind_core::field::Field::ALL {
         assert!(
             readme.contains(&format!("`{}`", field.postgres_env())),
             "{field}"
@@ -68,8 +68,8 @@ fn every_annotation_and_env_name_is_documented() {
 #[test]
 fn the_built_in_profiles_file_is_shown_as_shipped() {
     // The README links to the built-in file rather than copying it; the link must resolve.
-    assert!(readme().contains("(src/profile/builtin.yaml)"));
-    assert!(repo_path("src/profile/builtin.yaml").exists());
+    assert!(readme().contains("(core/src/profile/builtin.yaml)"));
+    assert!(repo_path("core/src/profile/builtin.yaml").exists());
 }
 
 #[test]
@@ -123,4 +123,50 @@ fn every_metric_is_in_the_readme() {
             "{exposed} is not in the README"
         );
     }
+}
+
+#[test]
+fn every_design_reference_points_at_a_section_of_docs_design_md() {
+    let design = std::fs::read_to_string(repo_path("docs/design.md")).unwrap();
+    let sections: Vec<String> = design
+        .lines()
+        .filter_map(|line| line.strip_prefix("## "))
+        .filter_map(|heading| heading.split_once('.').map(|(n, _)| n.to_owned()))
+        .collect();
+    // Spelled in pieces, so this file does not match itself.
+    let reference = ["docs/design.md", " §"].concat();
+    let outside = [["DESIGN", " §"].concat(), ["DESIGN", ".md"].concat()];
+    let mut checked = 0;
+    let mut stack = vec![repo_path("")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('.') && name != "target" {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            assert!(
+                !outside.iter().any(|cited| text.contains(cited.as_str())),
+                "{}: cites a design file outside the repository",
+                path.display()
+            );
+            for (at, _) in text.match_indices(reference.as_str()) {
+                let rest = &text[at + reference.len()..];
+                let number: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                assert!(
+                    sections.contains(&number),
+                    "{}: {reference}{number} does not exist",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} references found");
 }

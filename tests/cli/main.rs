@@ -2,7 +2,7 @@
 //! `profiles`, the secret-value canary on stdout/stderr, and the README kept in step.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../support/mod.rs"]
+#[path = "../../core/tests/support/mod.rs"]
 mod support;
 
 mod canary;

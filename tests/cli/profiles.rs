@@ -13,7 +13,7 @@ fn the_list_names_every_profile_in_detection_order() {
         .skip(1)
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    assert_eq!(names, dbbind::profile::ProfileSet::builtin().names());
+    assert_eq!(names, dbbind_core::profile::ProfileSet::builtin().names());
     assert!(
         run.stdout
             .lines()

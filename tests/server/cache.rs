@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dbbind::cache::SecretCache;
-use dbbind::secret::SecretLookup;
+use dbbind::cache::{SecretCache, secret_cache};
+use dbbind_core::secret::SecretLookup;
 use http::{Request, Response};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -75,11 +75,9 @@ async fn until(condition: impl Fn() -> bool) {
 fn watch_fake_api_server() -> (Arc<SecretCache>, Mock, tokio::task::JoinHandle<()>) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    let cache = Arc::new(SecretCache::new());
-    let watched = Arc::clone(&cache);
-    let watching =
-        tokio::spawn(async move { watched.run(Api::<Secret>::all(client), |_| {}).await });
-    (cache, handle, watching)
+    let (cache, writer) = secret_cache();
+    let watching = tokio::spawn(writer.run(Api::<Secret>::all(client), |_| {}));
+    (Arc::new(cache), handle, watching)
 }
 
 #[tokio::test]
@@ -192,7 +190,7 @@ async fn no_secret_value_reaches_a_log_line_at_any_level() {
     let metrics = Arc::new(dbbind::metrics::Metrics::new());
     let state = dbbind::server::WebhookState::new(
         cache.clone(),
-        dbbind::server::SharedProfiles::new(dbbind::profile::ProfileSet::builtin()),
+        dbbind::profiles::SharedProfiles::new(dbbind_core::profile::ProfileSet::builtin()),
         metrics,
         dbbind::server::Limits::default(),
     );
@@ -242,11 +240,8 @@ async fn no_secret_value_reaches_a_log_line_at_any_level() {
 fn a_scoped_cache_answers_for_its_namespaces_only_and_syncs_when_all_have() {
     use dbbind::cache::ScopedSecretCache;
     use kube::runtime::watcher::Event;
-    let scoped = ScopedSecretCache::new(&["shop".to_owned(), "billing".to_owned()]);
-    let caches: std::collections::BTreeMap<String, Arc<SecretCache>> = scoped
-        .caches()
-        .map(|(namespace, cache)| (namespace.clone(), Arc::clone(cache)))
-        .collect();
+    let (scoped, writers) = ScopedSecretCache::new(&["shop".to_owned(), "billing".to_owned()]);
+    let mut caches: std::collections::BTreeMap<String, _> = writers.into_iter().collect();
     let in_namespace = |namespace: &str, name: &str| {
         let mut object = secret(name, "1", &["host"]);
         object["metadata"]["namespace"] = json!(namespace);
@@ -257,11 +252,12 @@ fn a_scoped_cache_answers_for_its_namespaces_only_and_syncs_when_all_have() {
         Event::InitApply(in_namespace("shop", "orders-db")),
         Event::InitDone,
     ] {
-        caches["shop"].apply(event);
+        caches.get_mut("shop").unwrap().apply(event);
     }
     assert!(!scoped.is_synced(), "billing has not listed yet");
-    caches["billing"].apply(Event::Init);
-    caches["billing"].apply(Event::InitDone);
+    let billing = caches.get_mut("billing").unwrap();
+    billing.apply(Event::Init);
+    billing.apply(Event::InitDone);
     assert!(scoped.is_synced());
     assert!(scoped.get("shop", "orders-db").is_some());
     assert!(scoped.get("billing", "orders-db").is_none());

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dbbind::metrics::Metrics;
-use dbbind::profile::ProfileSet;
-use dbbind::secret::SecretStore;
+use dbbind::profiles::SharedProfiles;
 use dbbind::server::{
-    ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, SharedProfiles, WebhookState,
+    ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, WebhookState,
 };
 use dbbind::tls::generate::{PemPair, SubjectNames, issue_serving, new_ca};
 use dbbind::tls::{CertStore, ServingCert};
+use dbbind_core::profile::ProfileSet;
+use dbbind_core::secret::SecretStore;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};

@@ -3,11 +3,12 @@
 //! cache against a fake API server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../support/mod.rs"]
+#[path = "../../core/tests/support/mod.rs"]
 mod support;
 
 mod cache;
 mod harness;
+mod review;
 mod router;
 mod self_managed;
 mod shutdown;

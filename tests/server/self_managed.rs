@@ -48,6 +48,7 @@ fn manager(client: kube::Client, policy: Policy) -> (Manager, Arc<CertStore>) {
         },
         policy,
         store: Arc::clone(&store),
+        on_loaded: None,
     };
     (manager, store)
 }

@@ -76,7 +76,7 @@ async fn a_symlink_swap_rotates_the_certificate_with_no_failed_request() {
         Arc::clone(&server.certs),
     );
     assert!(matches!(reloader.poll().unwrap(), Polled::Loaded { .. }));
-    let reloading = tokio::spawn(reloader.run(Duration::from_millis(20), |_| {}));
+    let reloading = tokio::spawn(dbbind::reload::every(Duration::from_millis(20), reloader));
 
     let client = Arc::new(server.client(b"h2"));
     let body = Arc::new(review_fixture("create-replicaset-pod.json"));

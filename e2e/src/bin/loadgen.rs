@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dbbind::metrics::Metrics;
-use dbbind::profile::ProfileSet;
-use dbbind::secret::{SecretStore, SecretView};
+use dbbind::profiles::SharedProfiles;
 use dbbind::server::{
-    ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, SharedProfiles, WebhookState,
+    ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, WebhookState,
 };
 use dbbind::tls::generate::{SubjectNames, issue_serving, new_ca};
 use dbbind::tls::{CertStore, ServingCert};
+use dbbind_core::profile::ProfileSet;
+use dbbind_core::secret::{SecretStore, SecretView};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;

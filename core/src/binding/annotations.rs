@@ -1,0 +1,449 @@
+//! Parsing and validating a pod's `dbbind.io/` annotations (docs/design.md §2, §5).
+//!
+//! Every problem is an [`AnnotationError`] naming the annotation at fault and what is allowed.
+//! Values of annotations dbbind does not know are never echoed: a typo such as
+//! `dbbind.io/pasword` may hold a credential.
+
+use std::collections::BTreeMap;
+
+use super::DEFAULT_BINDING_NAME;
+use super::{BindingRequest, BindingRequests, EnvSets, OnConflict, PodRequest};
+use crate::field::Field;
+use crate::message::Denial;
+use crate::names::{is_dns_label, is_dns_subdomain, is_secret_key};
+use crate::profile::{AUTO, ProfileSet};
+
+pub const ANNOTATION_PREFIX: &str = "dbbind.io/";
+/// Written by dbbind on a pod it patched.
+pub const STATUS_ANNOTATION: &str = "dbbind.io/status";
+pub const STATUS_INJECTED: &str = "injected";
+/// Written by dbbind: `<alias>=<secret>/<profile>,…`.
+pub const BINDINGS_ANNOTATION: &str = "dbbind.io/bindings";
+/// Prefix of the annotations dbbind writes for literal file entries:
+/// `dbbind.io/value.<binding>.<entry>`, read back by the downward API.
+pub const VALUE_ANNOTATION: &str = "dbbind.io/value.";
+
+/// Keys that take an optional `.<alias>` suffix.
+const BINDING_KEYS: [&str; 10] = [
+    "secret", "profile", "host", "port", "database", "user", "sslmode", "keys", "env", "files",
+];
+/// Keys that apply to the whole pod.
+const POD_KEYS: [&str; 3] = ["containers", "on-conflict", "inject"];
+const MAX_ALIAS_LEN: usize = 30;
+const SSLMODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnnotationError {
+    #[error(
+        "annotation {key:?} is not allowed: a password must come from a Secret; name it in dbbind.io/secret (and map an unusual key name with dbbind.io/keys: password=<key>)"
+    )]
+    Password { key: String },
+    #[error("unknown annotation {key:?}; known annotations: {known}")]
+    Unknown { key: String, known: String },
+    #[error(
+        "annotation {key:?}: dbbind.io/{base} applies to the whole pod and takes no \".<alias>\" suffix"
+    )]
+    PodKeyWithAlias { key: String, base: String },
+    #[error(
+        "annotation {key:?}: alias {alias:?} must be a DNS label of at most 30 characters ([a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+    )]
+    BadAlias { key: String, alias: String },
+    #[error(
+        "annotation {key:?}: alias \"db\" is the default binding's name; use the annotations without a suffix"
+    )]
+    ReservedAlias { key: String },
+    #[error("annotation {key:?}: {problem}")]
+    BadValue { key: String, problem: String },
+    #[error("binding {binding:?} has {keys} but no {secret_key} naming its Secret")]
+    BindingWithoutSecret {
+        binding: String,
+        keys: String,
+        secret_key: String,
+    },
+    #[error(
+        "{keys} given, but no binding is declared; add dbbind.io/secret naming the Secret to bind"
+    )]
+    NoBinding { keys: String },
+}
+
+impl From<AnnotationError> for Denial {
+    fn from(error: AnnotationError) -> Denial {
+        Denial::new(error)
+    }
+}
+
+/// Reads a pod's annotations into what it asks for.
+pub fn parse_annotations(
+    annotations: &BTreeMap<String, String>,
+    profiles: &ProfileSet,
+) -> Result<PodRequest, AnnotationError> {
+    // Opting out wins over everything else, even over malformed neighbours: the pod's owner
+    // said "leave this pod alone".
+    if let Some(value) = annotations.get("dbbind.io/inject") {
+        match value.as_str() {
+            "false" => return Ok(PodRequest::OptedOut),
+            "true" => {}
+            _ => {
+                return Err(bad_value(
+                    "dbbind.io/inject",
+                    format!("{value:?} is not allowed; use \"true\" or \"false\""),
+                ));
+            }
+        }
+    }
+
+    let mut drafts: BTreeMap<Option<String>, Draft> = BTreeMap::new();
+    let mut containers = None;
+    let mut on_conflict = OnConflict::default();
+    let mut pod_keys_seen = Vec::new();
+
+    for (key, value) in annotations {
+        let Some(name) = key.strip_prefix(ANNOTATION_PREFIX) else {
+            continue;
+        };
+        if is_own_output(key) {
+            continue;
+        }
+        let (base, alias) = match name.split_once('.') {
+            Some((base, alias)) => (base, Some(alias)),
+            None => (name, None),
+        };
+        if base == "password" {
+            return Err(AnnotationError::Password { key: key.clone() });
+        }
+        if POD_KEYS.contains(&base) {
+            if alias.is_some() {
+                return Err(AnnotationError::PodKeyWithAlias {
+                    key: key.clone(),
+                    base: base.to_owned(),
+                });
+            }
+            pod_keys_seen.push(key.clone());
+            match base {
+                "containers" => containers = Some(parse_containers(key, value)?),
+                "on-conflict" => on_conflict = parse_on_conflict(key, value)?,
+                _ => {} // inject: handled above
+            }
+            continue;
+        }
+        if !BINDING_KEYS.contains(&base) {
+            return Err(AnnotationError::Unknown {
+                key: key.clone(),
+                known: known_keys(),
+            });
+        }
+        if let Some(alias) = alias {
+            if alias == DEFAULT_BINDING_NAME {
+                return Err(AnnotationError::ReservedAlias { key: key.clone() });
+            }
+            if !is_dns_label(alias, MAX_ALIAS_LEN) {
+                return Err(AnnotationError::BadAlias {
+                    key: key.clone(),
+                    alias: alias.to_owned(),
+                });
+            }
+        }
+        let draft = drafts.entry(alias.map(str::to_owned)).or_default();
+        draft.keys_seen.push(key.clone());
+        draft.apply(base, key, value, alias.is_some(), profiles)?;
+    }
+
+    if drafts.is_empty() {
+        return match pod_keys_seen.as_slice() {
+            [] => Ok(PodRequest::NotRequested),
+            // `inject: "true"` alone asks for nothing that could be wrong.
+            [only] if only == "dbbind.io/inject" => Ok(PodRequest::NotRequested),
+            keys => Err(AnnotationError::NoBinding {
+                keys: keys.join(", "),
+            }),
+        };
+    }
+
+    let mut bindings = Vec::with_capacity(drafts.len());
+    for (alias, draft) in drafts {
+        bindings.push(draft.finish(alias)?);
+    }
+    Ok(PodRequest::Bind(BindingRequests {
+        bindings,
+        containers,
+        on_conflict,
+    }))
+}
+
+/// Annotations dbbind writes itself: reading them back is never an input error.
+fn is_own_output(key: &str) -> bool {
+    key == STATUS_ANNOTATION || key == BINDINGS_ANNOTATION || key.starts_with(VALUE_ANNOTATION)
+}
+
+fn known_keys() -> String {
+    let binding = BINDING_KEYS
+        .iter()
+        .map(|k| format!("{ANNOTATION_PREFIX}{k}[.<alias>]"));
+    let pod = POD_KEYS.iter().map(|k| format!("{ANNOTATION_PREFIX}{k}"));
+    binding.chain(pod).collect::<Vec<_>>().join(", ")
+}
+
+fn bad_value(key: &str, problem: String) -> AnnotationError {
+    AnnotationError::BadValue {
+        key: key.to_owned(),
+        problem,
+    }
+}
+
+/// A binding being assembled from its annotations.
+#[derive(Default)]
+struct Draft {
+    keys_seen: Vec<String>,
+    secret: Option<String>,
+    profile: Option<String>,
+    literals: BTreeMap<Field, String>,
+    keys: BTreeMap<Field, String>,
+    env: Option<EnvSets>,
+    files: bool,
+}
+
+impl Draft {
+    fn apply(
+        &mut self,
+        base: &str,
+        key: &str,
+        value: &str,
+        named: bool,
+        profiles: &ProfileSet,
+    ) -> Result<(), AnnotationError> {
+        match base {
+            "secret" => self.secret = Some(parse_secret_name(key, value)?),
+            "profile" => self.profile = parse_profile(key, value, profiles)?,
+            "keys" => self.keys = parse_key_map(key, value)?,
+            "env" => self.env = Some(parse_env(key, value, named)?),
+            "files" => self.files = parse_bool(key, value)?,
+            _ => {
+                if let Some(field) = Field::from_name(base) {
+                    let literal = parse_literal(field, key, value)?;
+                    self.literals.insert(field, literal);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, alias: Option<String>) -> Result<BindingRequest, AnnotationError> {
+        let Some(secret) = self.secret else {
+            let binding = alias.as_deref().unwrap_or(DEFAULT_BINDING_NAME).to_owned();
+            let secret_key = match &alias {
+                Some(alias) => format!("{ANNOTATION_PREFIX}secret.{alias}"),
+                None => format!("{ANNOTATION_PREFIX}secret"),
+            };
+            return Err(AnnotationError::BindingWithoutSecret {
+                binding,
+                keys: self.keys_seen.join(", "),
+                secret_key,
+            });
+        };
+        Ok(BindingRequest {
+            alias,
+            secret,
+            profile: self.profile,
+            literals: self.literals,
+            keys: self.keys,
+            env: self.env.unwrap_or_default(),
+            files: self.files,
+        })
+    }
+}
+
+fn parse_secret_name(key: &str, value: &str) -> Result<String, AnnotationError> {
+    if value.is_empty() {
+        return Err(bad_value(
+            key,
+            "must name a Secret in the pod's namespace".to_owned(),
+        ));
+    }
+    if !is_dns_subdomain(value) {
+        return Err(bad_value(
+            key,
+            format!(
+                "{value:?} is not a valid Secret name (a DNS subdomain: lower case letters, digits, '-' and '.')"
+            ),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_profile(
+    key: &str,
+    value: &str,
+    profiles: &ProfileSet,
+) -> Result<Option<String>, AnnotationError> {
+    if value == AUTO {
+        return Ok(None);
+    }
+    if profiles.get(value).is_none() {
+        return Err(bad_value(
+            key,
+            format!(
+                "unknown profile {value:?}; profiles: {AUTO}, {}",
+                profiles.names().join(", ")
+            ),
+        ));
+    }
+    Ok(Some(value.to_owned()))
+}
+
+fn parse_literal(field: Field, key: &str, value: &str) -> Result<String, AnnotationError> {
+    let problem = match field {
+        Field::Port => match value.parse::<u16>() {
+            Ok(port) if port > 0 && value.bytes().all(|b| b.is_ascii_digit()) => None,
+            _ => Some(format!("{value:?} is not a port number (1-65535)")),
+        },
+        Field::Sslmode => (!SSLMODES.contains(&value)).then(|| {
+            format!(
+                "{value:?} is not an sslmode; use one of {}",
+                SSLMODES.join(", ")
+            )
+        }),
+        Field::Host => (value.is_empty()
+            || value.len() > 253
+            || value.contains(char::is_whitespace))
+        .then(|| {
+            "must be a host name or address without spaces, at most 253 characters".to_owned()
+        }),
+        _ => (value.is_empty() || value.len() > 63 || value.contains(char::is_control))
+            .then(|| format!("must be a {field} name of 1 to 63 characters")),
+    };
+    match problem {
+        Some(problem) => Err(bad_value(key, problem)),
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// Comma-separated items, trimmed; an empty item is an error.
+fn split_list<'a>(key: &str, value: &'a str) -> Result<Vec<&'a str>, AnnotationError> {
+    let items: Vec<&str> = value.split(',').map(str::trim).collect();
+    if items.iter().any(|item| item.is_empty()) {
+        return Err(bad_value(key, format!("{value:?} has an empty entry")));
+    }
+    Ok(items)
+}
+
+fn parse_key_map(key: &str, value: &str) -> Result<BTreeMap<Field, String>, AnnotationError> {
+    let mut map = BTreeMap::new();
+    for item in split_list(key, value)? {
+        let Some((field_name, secret_key)) = item.split_once('=') else {
+            return Err(bad_value(
+                key,
+                format!("{item:?} is not a field=secretKey pair"),
+            ));
+        };
+        let (field_name, secret_key) = (field_name.trim(), secret_key.trim());
+        let Some(field) = Field::from_name(field_name) else {
+            return Err(bad_value(
+                key,
+                format!(
+                    "unknown field {field_name:?}; fields: {}",
+                    crate::field::join_fields(&Field::ALL)
+                ),
+            ));
+        };
+        if !is_secret_key(secret_key) {
+            return Err(bad_value(
+                key,
+                format!("{secret_key:?} is not a valid Secret key ([-._a-zA-Z0-9]+)"),
+            ));
+        }
+        if map.insert(field, secret_key.to_owned()).is_some() {
+            return Err(bad_value(key, format!("field {field} is mapped twice")));
+        }
+    }
+    Ok(map)
+}
+
+fn parse_env(key: &str, value: &str, named: bool) -> Result<EnvSets, AnnotationError> {
+    let mut sets = EnvSets {
+        postgres: false,
+        libpq: false,
+        database_url: false,
+    };
+    let items = split_list(key, value)?;
+    for item in &items {
+        let flag = match *item {
+            "postgres" => &mut sets.postgres,
+            "libpq" if named => {
+                return Err(bad_value(
+                    key,
+                    "the libpq set (PGHOST, …) is for the default binding only: libpq reads one connection from its variables".to_owned(),
+                ));
+            }
+            "libpq" => &mut sets.libpq,
+            "database-url" => &mut sets.database_url,
+            "none" if items.len() == 1 => continue,
+            "none" => {
+                return Err(bad_value(
+                    key,
+                    "\"none\" cannot be combined with other sets".to_owned(),
+                ));
+            }
+            other => {
+                return Err(bad_value(
+                    key,
+                    format!("unknown set {other:?}; use postgres, libpq, database-url or none"),
+                ));
+            }
+        };
+        if *flag {
+            return Err(bad_value(key, format!("{item:?} is listed twice")));
+        }
+        *flag = true;
+    }
+    Ok(sets)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, AnnotationError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(bad_value(
+            key,
+            format!("{value:?} is not allowed; use \"true\" or \"false\""),
+        )),
+    }
+}
+
+fn parse_containers(key: &str, value: &str) -> Result<Vec<String>, AnnotationError> {
+    let mut names: Vec<String> = Vec::new();
+    for item in split_list(key, value)? {
+        if !is_dns_label(item, 63) {
+            return Err(bad_value(key, format!("{item:?} is not a container name")));
+        }
+        if names.iter().any(|name| name == item) {
+            return Err(bad_value(
+                key,
+                format!("container {item:?} is listed twice"),
+            ));
+        }
+        names.push(item.to_owned());
+    }
+    Ok(names)
+}
+
+fn parse_on_conflict(key: &str, value: &str) -> Result<OnConflict, AnnotationError> {
+    match value {
+        "keep" => Ok(OnConflict::Keep),
+        "deny" => Ok(OnConflict::Deny),
+        _ => Err(bad_value(
+            key,
+            format!("{value:?} is not allowed; use \"keep\" or \"deny\""),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

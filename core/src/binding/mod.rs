@@ -1,0 +1,152 @@
+//! Bindings: what a pod asks for (its `dbbind.io/` annotations) and what that resolves to
+//! against a Secret and a profile.
+
+mod annotations;
+mod resolve;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use annotations::{
+    ANNOTATION_PREFIX, AnnotationError, BINDINGS_ANNOTATION, STATUS_ANNOTATION, STATUS_INJECTED,
+    VALUE_ANNOTATION, parse_annotations,
+};
+pub use resolve::{ResolvedBinding, ValueSource, resolve};
+
+use crate::field::Field;
+
+/// The name of the default binding where a name is needed: its file directory and volume.
+pub const DEFAULT_BINDING_NAME: &str = "db";
+
+/// What a pod's annotations ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodRequest {
+    /// No `dbbind.io/` annotation that asks for anything: leave the pod alone.
+    NotRequested,
+    /// `dbbind.io/inject: "false"`.
+    OptedOut,
+    Bind(BindingRequests),
+}
+
+/// Every binding of one pod, and the pod-wide settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingRequests {
+    /// The default binding first, then named bindings by alias.
+    pub bindings: Vec<BindingRequest>,
+    /// `dbbind.io/containers`; `None` means every container and init container.
+    pub containers: Option<Vec<String>>,
+    pub on_conflict: OnConflict,
+}
+
+/// One binding: a Secret, how to read it, and what to inject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingRequest {
+    /// `None` for the default binding (bare annotation keys).
+    pub alias: Option<String>,
+    pub secret: String,
+    /// `None` for `auto`.
+    pub profile: Option<String>,
+    /// Fields given literally by annotation (`dbbind.io/host`, …).
+    pub literals: BTreeMap<Field, String>,
+    /// `dbbind.io/keys`: fields read from a differently named key.
+    pub keys: BTreeMap<Field, String>,
+    pub env: EnvSets,
+    pub files: bool,
+}
+
+impl BindingRequest {
+    /// `db` for the default binding, the alias otherwise.
+    pub fn name(&self) -> &str {
+        self.alias.as_deref().unwrap_or(DEFAULT_BINDING_NAME)
+    }
+
+    /// The annotation key for `base` in this binding: `dbbind.io/host` or `dbbind.io/host.<alias>`.
+    pub fn annotation(&self, base: &str) -> String {
+        match &self.alias {
+            Some(alias) => format!("{ANNOTATION_PREFIX}{base}.{alias}"),
+            None => format!("{ANNOTATION_PREFIX}{base}"),
+        }
+    }
+
+    /// Prefix of this binding's variable names: empty, or `REPORTING_` for alias `reporting`.
+    pub fn env_prefix(&self) -> String {
+        match &self.alias {
+            Some(alias) => format!("{}_", alias.to_ascii_uppercase().replace(['-', '.'], "_")),
+            None => String::new(),
+        }
+    }
+}
+
+/// Which variable name sets to inject (`dbbind.io/env`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvSets {
+    pub postgres: bool,
+    pub libpq: bool,
+    pub database_url: bool,
+}
+
+impl Default for EnvSets {
+    fn default() -> EnvSets {
+        EnvSets {
+            postgres: true,
+            libpq: false,
+            database_url: false,
+        }
+    }
+}
+
+/// What to do when a container already defines a variable dbbind would inject.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnConflict {
+    /// The container's own definition wins; a warning says so.
+    #[default]
+    Keep,
+    /// The pod is denied.
+    Deny,
+}
+
+/// One binding as applied, for the `dbbind.io/bindings` annotation, logs and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedBinding {
+    pub name: String,
+    pub secret: String,
+    pub profile: String,
+}
+
+impl From<&ResolvedBinding> for AppliedBinding {
+    fn from(binding: &ResolvedBinding) -> AppliedBinding {
+        AppliedBinding {
+            name: binding.request.name().to_owned(),
+            secret: binding.request.secret.clone(),
+            profile: binding.profile.clone(),
+        }
+    }
+}
+
+/// `<binding>=<secret>/<profile>`: one entry of the `dbbind.io/bindings` annotation, and of the
+/// admission log line.
+impl fmt::Display for AppliedBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}/{}", self.name, self.secret, self.profile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_prefix_upper_cases_the_alias() {
+        let request = BindingRequest {
+            alias: Some("read-replica".to_owned()),
+            secret: "s".to_owned(),
+            profile: None,
+            literals: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            env: EnvSets::default(),
+            files: false,
+        };
+        assert_eq!(request.env_prefix(), "READ_REPLICA_");
+        assert_eq!(request.annotation("host"), "dbbind.io/host.read-replica");
+    }
+}

@@ -1,0 +1,251 @@
+//! Resolving a binding: which Secret key or literal provides each field (docs/design.md §3–§5).
+
+use std::collections::BTreeMap;
+
+use super::BindingRequest;
+use crate::field::{Field, join_fields};
+use crate::message::{Denial, Warning};
+use crate::profile::{FieldSource, Profile, ProfileSet};
+use crate::secret::{SecretLookup, SecretView};
+
+/// Where one injected value comes from. Never the value of a Secret key itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    /// A reference to a key of the binding's Secret. `optional` when the Secret was not found
+    /// and the field is not required, so a Secret created later without that key does not keep
+    /// the pod from starting.
+    SecretKey { key: String, optional: bool },
+    /// A non-secret literal: an annotation, a profile default, or a value derived from the
+    /// Secret's name.
+    Literal(String),
+}
+
+/// A binding with every field's source decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedBinding {
+    pub request: BindingRequest,
+    /// The profile used (the detected one under `auto`).
+    pub profile: String,
+    pub fields: BTreeMap<Field, ValueSource>,
+}
+
+impl ResolvedBinding {
+    pub fn source(&self, field: Field) -> Option<&ValueSource> {
+        self.fields.get(&field)
+    }
+}
+
+/// Resolves one binding against the Secrets of `namespace`. Warnings are appended to `warnings`.
+pub fn resolve(
+    request: &BindingRequest,
+    namespace: &str,
+    secrets: &dyn SecretLookup,
+    profiles: &ProfileSet,
+    warnings: &mut Vec<Warning>,
+) -> Result<ResolvedBinding, Denial> {
+    let secret = secrets.get(namespace, &request.secret);
+    let profile = choose_profile(request, namespace, secret.as_ref(), profiles)?;
+
+    let mut fields = BTreeMap::new();
+    let mut missing = Vec::new();
+    for field in Field::ALL {
+        match field_source(request, profile, secret.as_ref(), field)? {
+            Some(source) => {
+                fields.insert(field, source);
+            }
+            None if profile.required.contains(&field) => {
+                return Err(required_field_denial(
+                    request,
+                    profile,
+                    secret.as_ref(),
+                    field,
+                ));
+            }
+            None => missing.push(field),
+        }
+    }
+
+    if secret.is_none() {
+        warnings.push(Warning::new(format!(
+            "Secret {:?} not found in namespace {namespace:?}; the pod refers to it through profile {:?} and starts once it exists",
+            request.secret, profile.name
+        )));
+    }
+    if !missing.is_empty() {
+        warnings.push(Warning::new(format!(
+            "binding {:?}: profile {:?} finds no {} in Secret {:?}; left out",
+            request.name(),
+            profile.name,
+            join_fields(&missing),
+            request.secret
+        )));
+    }
+    if let Some(ValueSource::SecretKey { key, .. }) = fields.get(&Field::Uri) {
+        let overridden: Vec<String> = [Field::Host, Field::Port, Field::Database, Field::User]
+            .into_iter()
+            .filter(|field| request.literals.contains_key(field))
+            .map(|field| request.annotation(field.name()))
+            .collect();
+        if !overridden.is_empty() {
+            warnings.push(Warning::new(format!(
+                "binding {:?}: the URI comes from key {key:?} of Secret {:?} and does not reflect {}",
+                request.name(),
+                request.secret,
+                overridden.join(", ")
+            )));
+        }
+    }
+
+    Ok(ResolvedBinding {
+        request: request.clone(),
+        profile: profile.name.clone(),
+        fields,
+    })
+}
+
+fn choose_profile<'p>(
+    request: &BindingRequest,
+    namespace: &str,
+    secret: Option<&SecretView>,
+    profiles: &'p ProfileSet,
+) -> Result<&'p Profile, Denial> {
+    if let Some(name) = &request.profile {
+        // Annotation parsing already checked the name against this same set.
+        return profiles.get(name).ok_or_else(|| {
+            Denial::new(format!(
+                "annotation {:?}: unknown profile {name:?}",
+                request.annotation("profile")
+            ))
+        });
+    }
+    let Some(secret) = secret else {
+        return Err(Denial::new(format!(
+            "Secret {:?} not found in namespace {namespace:?}: cannot detect a profile for a missing Secret; create the Secret first, or name a profile in {:?}",
+            request.secret,
+            request.annotation("profile")
+        )));
+    };
+    profiles.detect(secret).ok_or_else(|| {
+        Denial::new(format!(
+            "cannot detect a profile for Secret {:?} (type {}, keys {}); tried: {}; name a profile in {:?}",
+            secret.name,
+            secret.secret_type,
+            secret.key_list(),
+            profiles.detection_summary(),
+            request.annotation("profile")
+        ))
+    })
+}
+
+/// One field's source, in the order: annotation literal, `dbbind.io/keys`, the profile's keys,
+/// a value derived from the Secret's name, the profile's default.
+fn field_source(
+    request: &BindingRequest,
+    profile: &Profile,
+    secret: Option<&SecretView>,
+    field: Field,
+) -> Result<Option<ValueSource>, Denial> {
+    if let Some(literal) = request.literals.get(&field) {
+        return Ok(Some(ValueSource::Literal(literal.clone())));
+    }
+    if let Some(key) = request.keys.get(&field) {
+        if let Some(secret) = secret
+            && !secret.has_key(key)
+        {
+            return Err(Denial::new(format!(
+                "annotation {:?} maps {field} to key {key:?}, which Secret {:?} does not have; keys present: {}",
+                request.annotation("keys"),
+                secret.name,
+                secret.key_list()
+            )));
+        }
+        // Named explicitly by the user: a reference the kubelet must resolve.
+        return Ok(Some(ValueSource::SecretKey {
+            key: key.clone(),
+            optional: false,
+        }));
+    }
+    let Some(source) = profile.field(field) else {
+        return Ok(None);
+    };
+    let keys = keys_to_try(request, profile, source, field);
+    let from_keys = match secret {
+        Some(secret) => {
+            keys.iter()
+                .find(|key| secret.has_key(key))
+                .map(|key| ValueSource::SecretKey {
+                    key: (*key).clone(),
+                    optional: false,
+                })
+        }
+        // The Secret is not there yet: refer to the first key the profile would read.
+        None => keys.first().map(|key| ValueSource::SecretKey {
+            key: (*key).clone(),
+            optional: !profile.required.contains(&field),
+        }),
+    };
+    if from_keys.is_some() {
+        return Ok(from_keys);
+    }
+    let derived = source
+        .from_secret_name
+        .as_ref()
+        .and_then(|pattern| pattern.extract(&request.secret))
+        .map(|value| ValueSource::Literal(value.to_owned()));
+    Ok(derived.or_else(|| source.default.clone().map(ValueSource::Literal)))
+}
+
+/// A profile's keys for a field. For a user other than the profile's default user, the keys
+/// that hold that user's password come first (Bitnami's `password` beside `postgres-password`).
+fn keys_to_try<'p>(
+    request: &BindingRequest,
+    profile: &'p Profile,
+    source: &'p FieldSource,
+    field: Field,
+) -> Vec<&'p String> {
+    let other_user = match (request.literals.get(&Field::User), profile.default_user()) {
+        (Some(user), Some(default_user)) => user != default_user,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if field == Field::Password && other_user && !source.keys_for_other_user.is_empty() {
+        return source.keys_for_other_user.iter().collect();
+    }
+    source.keys.iter().collect()
+}
+
+fn required_field_denial(
+    request: &BindingRequest,
+    profile: &Profile,
+    secret: Option<&SecretView>,
+    field: Field,
+) -> Denial {
+    let remedy = if Field::LITERAL_ANNOTATIONS.contains(&field) {
+        format!(
+            "set {:?}, or map a key with {:?}",
+            request.annotation(field.name()),
+            request.annotation("keys")
+        )
+    } else {
+        format!(
+            "map a key with {:?}: {field}=<key>",
+            request.annotation("keys")
+        )
+    };
+    let tried: Vec<&str> = profile.keys_of(field).collect();
+    let looked = if tried.is_empty() {
+        format!("profile {:?} reads it from no Secret key", profile.name)
+    } else {
+        let present = secret.map_or_else(|| "[]".to_owned(), SecretView::key_list);
+        format!(
+            "profile {:?} tried keys [{}] in Secret {:?}, which has keys {present}",
+            profile.name,
+            tried.join(", "),
+            request.secret
+        )
+    };
+    Denial::new(format!(
+        "binding {:?}: required field {field} has no source: {looked}; {remedy}",
+        request.name(),
+    ))
+}

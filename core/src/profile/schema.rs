@@ -1,0 +1,207 @@
+//! The profiles-file schema, shared by the built-ins and by `--profiles-file`, and the checks
+//! serde cannot make.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::AUTO;
+use super::pattern::SecretNamePattern;
+use crate::field::Field;
+use crate::names::{is_dns_label, is_secret_key};
+
+/// A profiles file: `profiles:` followed by a list.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    pub profiles: Vec<Profile>,
+}
+
+/// How to read one Secret shape.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Profile {
+    /// Used in `dbbind.io/profile`; a DNS label.
+    pub name: String,
+    /// One line: which provisioner writes this shape.
+    #[serde(default)]
+    pub description: String,
+    /// When `auto` picks this profile: any one rule matching is enough. A profile without rules
+    /// is only used when named explicitly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detect: Vec<DetectRule>,
+    /// Where each field comes from; a field not listed is not provided by this profile.
+    pub fields: BTreeMap<Field, FieldSource>,
+    /// Fields without which the pod is denied. Default: host, user, password.
+    #[serde(default = "default_required")]
+    pub required: Vec<Field>,
+}
+
+/// Where one field's value comes from, tried in this order: the Secret's keys, a value derived
+/// from the Secret's name, a literal default.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FieldSource {
+    /// Secret keys to try; the first present wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// Keys tried instead of `keys` when `dbbind.io/user` names a user other than this profile's
+    /// default user (the Bitnami chart keeps its custom user's password under another key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys_for_other_user: Vec<String>,
+    /// A regular expression over the Secret's name; its capture group (or the whole match) is
+    /// the value. Bitnami's Service has the Secret's name; Zalando's name embeds the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_secret_name: Option<SecretNamePattern>,
+    /// A literal value used when nothing above provides one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+/// One way `auto` recognises a Secret's shape from its type, labels, name, owners and key
+/// names. It matches when every condition it states holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DetectRule {
+    /// The Secret's `type` equals this.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub secret_type: Option<String>,
+    /// Each label is present with this value; `"*"` accepts any value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The Secret's name matches this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<SecretNamePattern>,
+    /// An owner reference of this group and kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerMatch>,
+    /// Every one of these keys is present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// At least one of these keys is present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub any_key: Vec<String>,
+    /// The Secret has at least one key, and no key outside this list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only_keys: Vec<String>,
+    /// For each of these fields, one of the profile's own keys for it is present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<Field>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerMatch {
+    /// API group, without version (`servicecatalog.k8s.io`).
+    pub group: String,
+    pub kind: String,
+}
+
+/// Why a profile that parsed is still refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidProfile {
+    #[error("name must be a DNS label (lower case letters, digits, '-')")]
+    Name,
+    #[error("\"auto\" is reserved for detection")]
+    ReservedName,
+    #[error("field {0} names no keys, fromSecretName or default")]
+    FieldWithoutSource(Field),
+    #[error("field {0} carries a credential and may only come from Secret keys")]
+    CredentialNotFromKeys(Field),
+    #[error("field {field}: {key:?} is not a valid Secret key")]
+    BadKey { field: Field, key: String },
+    #[error("a detect rule must state at least one condition")]
+    EmptyRule,
+    #[error("detect rule names field {0}, for which the profile lists no keys")]
+    RuleFieldWithoutKeys(Field),
+    #[error("defined twice in the same file")]
+    Duplicate,
+}
+
+fn default_required() -> Vec<Field> {
+    vec![Field::Host, Field::User, Field::Password]
+}
+
+impl Profile {
+    pub fn field(&self, field: Field) -> Option<&FieldSource> {
+        self.fields.get(&field)
+    }
+
+    /// The literal user this profile assumes when `dbbind.io/user` is not given.
+    pub fn default_user(&self) -> Option<&str> {
+        self.field(Field::User)?.default.as_deref()
+    }
+
+    /// Every key this profile reads for `field`, for detection and messages.
+    pub fn keys_of(&self, field: Field) -> impl Iterator<Item = &str> {
+        self.field(field).into_iter().flat_map(|source| {
+            source
+                .keys
+                .iter()
+                .chain(&source.keys_for_other_user)
+                .map(String::as_str)
+        })
+    }
+
+    /// Checks what serde cannot: names, and that every field and rule can be satisfied at all.
+    pub(super) fn validate(&self) -> Result<(), InvalidProfile> {
+        if !is_dns_label(&self.name, 63) {
+            return Err(InvalidProfile::Name);
+        }
+        if self.name == AUTO {
+            return Err(InvalidProfile::ReservedName);
+        }
+        for (field, source) in &self.fields {
+            if source.keys.is_empty()
+                && source.keys_for_other_user.is_empty()
+                && source.from_secret_name.is_none()
+                && source.default.is_none()
+            {
+                return Err(InvalidProfile::FieldWithoutSource(*field));
+            }
+            if matches!(field, Field::Password | Field::Uri)
+                && (source.default.is_some() || source.from_secret_name.is_some())
+            {
+                return Err(InvalidProfile::CredentialNotFromKeys(*field));
+            }
+            let bad_key = source
+                .keys
+                .iter()
+                .chain(&source.keys_for_other_user)
+                .find(|key| !is_secret_key(key));
+            if let Some(key) = bad_key {
+                return Err(InvalidProfile::BadKey {
+                    field: *field,
+                    key: key.clone(),
+                });
+            }
+        }
+        for rule in &self.detect {
+            if rule.states_nothing() {
+                return Err(InvalidProfile::EmptyRule);
+            }
+            if let Some(field) = rule
+                .fields
+                .iter()
+                .find(|f| self.keys_of(**f).next().is_none())
+            {
+                return Err(InvalidProfile::RuleFieldWithoutKeys(*field));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DetectRule {
+    fn states_nothing(&self) -> bool {
+        self.secret_type.is_none()
+            && self.labels.is_empty()
+            && self.name.is_none()
+            && self.owner.is_none()
+            && self.keys.is_empty()
+            && self.any_key.is_empty()
+            && self.only_keys.is_empty()
+            && self.fields.is_empty()
+    }
+}

@@ -1,0 +1,356 @@
+//! Every Secret shape in `tests/fixtures/secrets/`: `auto` picks the profile named on the
+//! fixture's first line, and the injected variables are exactly the expected ones.
+
+use dbbind_core::decision::Decision;
+use dbbind_core::secret::SecretView;
+
+use crate::support::*;
+
+#[test]
+fn auto_detects_the_profile_named_in_each_fixture() {
+    let profiles = builtin();
+    let names = fixture_names();
+    assert_eq!(names.len(), 17, "every fixture is covered");
+    for file in names {
+        let view = SecretView::from_secret(&fixture_secret(&file), "default");
+        let detected = profiles.detect(&view).map(|p| p.name.clone());
+        assert_eq!(
+            detected.as_deref(),
+            Some(expected_profile(&file).as_str()),
+            "{file}"
+        );
+    }
+}
+
+/// Binds a fixture with `auto` (plus `extra` annotations) in its own namespace and returns the
+/// `app` container's env and the profile that was used.
+fn bind(file: &str, extra: &[(&str, &str)]) -> (Vec<String>, String) {
+    let secret = fixture_secret(file);
+    let name = secret.metadata.name.clone().unwrap();
+    let namespace = secret.metadata.namespace.clone().unwrap();
+    let mut annotations = vec![("dbbind.io/secret", name.as_str())];
+    annotations.extend_from_slice(extra);
+    let pod = pod(&annotations, &["app"]);
+    let decision = decide(&pod, &namespace, &store_of(&[&secret]));
+    let profile = match &decision {
+        Decision::Allow { bindings, .. } => bindings[0].profile.clone(),
+        Decision::Deny { denial, .. } => panic!("{file}: denied: {denial}"),
+    };
+    (env_summary(&apply(&pod, &decision), "app"), profile)
+}
+
+fn refs(secret: &str, pairs: &[(&str, &str)]) -> Vec<String> {
+    pairs
+        .iter()
+        .map(|(var, source)| match source.strip_prefix('=') {
+            Some(literal) => format!("{var}={literal}"),
+            None => format!("{var}=secret:{secret}/{source}"),
+        })
+        .collect()
+}
+
+/// (fixture, extra annotations, expected profile, expected env). A source starting with `=` is
+/// a literal value; anything else is a key of the fixture's Secret.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const CASES: &[Case] = &[
+    (
+        "a8s-binding.yaml",
+        &[],
+        "a8s",
+        &[
+            ("POSTGRES_HOST", "instance_service"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "database"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
+        "bitnami-custom-user.yaml",
+        &[],
+        "bitnami",
+        &[
+            ("POSTGRES_HOST", "=myapp-postgresql"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "=postgres"),
+            ("POSTGRES_USER", "=postgres"),
+            ("POSTGRES_PASSWORD", "postgres-password"),
+        ],
+    ),
+    (
+        "bitnami-custom-user.yaml",
+        &[("dbbind.io/user", "app"), ("dbbind.io/database", "appdb")],
+        "bitnami",
+        &[
+            ("POSTGRES_HOST", "=myapp-postgresql"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "=appdb"),
+            ("POSTGRES_USER", "=app"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
+        "bitnami-legacy-keys.yaml",
+        &[],
+        "bitnami",
+        &[
+            ("POSTGRES_HOST", "=myapp-postgresql"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "=postgres"),
+            ("POSTGRES_USER", "=postgres"),
+            ("POSTGRES_PASSWORD", "postgresql-postgres-password"),
+        ],
+    ),
+    (
+        "bitnami-legacy-keys.yaml",
+        &[("dbbind.io/user", "app")],
+        "bitnami",
+        &[
+            ("POSTGRES_HOST", "=myapp-postgresql"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "=postgres"),
+            ("POSTGRES_USER", "=app"),
+            ("POSTGRES_PASSWORD", "postgresql-password"),
+        ],
+    ),
+    (
+        "bitnami-svcbind.yaml",
+        &[],
+        "servicebinding",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "database"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "uri"),
+        ],
+    ),
+    (
+        "cnpg-app.yaml",
+        &[],
+        "cnpg",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "dbname"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "uri"),
+        ],
+    ),
+    (
+        "cockroachdb-broker.yaml",
+        &[],
+        "cockroachdb",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "database"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "uri"),
+        ],
+    ),
+    (
+        "crossplane-rds-classic.yaml",
+        &[],
+        "crossplane",
+        &[
+            ("POSTGRES_HOST", "endpoint"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
+        "crossplane-upjet-instance.yaml",
+        &[("dbbind.io/database", "orders")],
+        "crossplane",
+        &[
+            ("POSTGRES_HOST", "address"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "=orders"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
+        "crunchy-pguser.yaml",
+        &[],
+        "crunchy",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "dbname"),
+            ("POSTGRES_USER", "user"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "uri"),
+        ],
+    ),
+    (
+        "crunchy-pguser.yaml",
+        &[("dbbind.io/profile", "crunchy-pgbouncer")],
+        "crunchy-pgbouncer",
+        &[
+            ("POSTGRES_HOST", "pgbouncer-host"),
+            ("POSTGRES_PORT", "pgbouncer-port"),
+            ("POSTGRES_DB", "dbname"),
+            ("POSTGRES_USER", "user"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "pgbouncer-uri"),
+        ],
+    ),
+    (
+        "eso-database-url-only.yaml",
+        &[],
+        "url",
+        &[("POSTGRES_URL", "DATABASE_URL")],
+    ),
+    (
+        "eso-database-url-only.yaml",
+        &[("dbbind.io/env", "database-url")],
+        "url",
+        &[("DATABASE_URL", "DATABASE_URL")],
+    ),
+    (
+        "eso-rds-extract.yaml",
+        &[],
+        "rds",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "dbname"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "DATABASE_URL"),
+        ],
+    ),
+    (
+        "generic-external.yaml",
+        &[],
+        "generic",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "database"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
+        "generic-uppercase-keys.yaml",
+        &[],
+        "generic",
+        &[
+            ("POSTGRES_HOST", "POSTGRES_HOST"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_USER", "POSTGRES_USERNAME"),
+            ("POSTGRES_PASSWORD", "POSTGRES_PASSWORD"),
+        ],
+    ),
+    (
+        "osba-azure-postgresql.yaml",
+        &[],
+        "osba",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "database"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "uri"),
+        ],
+    ),
+    (
+        "rds-managed-master.yaml",
+        &[
+            (
+                "dbbind.io/host",
+                "orders.c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com",
+            ),
+            ("dbbind.io/database", "orders"),
+        ],
+        "rds",
+        &[
+            (
+                "POSTGRES_HOST",
+                "=orders.c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com",
+            ),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "=orders"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
+        "servicebinding-postgresql.yaml",
+        &[],
+        "servicebinding",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "database"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "uri"),
+            ("POSTGRES_SSLMODE", "sslmode"),
+        ],
+    ),
+    (
+        "zalando-credentials.yaml",
+        &[("dbbind.io/database", "foo")],
+        "zalando",
+        &[
+            ("POSTGRES_HOST", "=acid-minimal-cluster"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "=foo"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+];
+
+#[test]
+fn each_fixture_injects_exactly_the_expected_variables() {
+    let mut covered = std::collections::BTreeSet::new();
+    for (file, extra, profile, expected) in CASES {
+        let secret_name = fixture_secret(file).metadata.name.unwrap();
+        let (env, used) = bind(file, extra);
+        assert_eq!(&used, profile, "{file} {extra:?}");
+        assert_eq!(env, refs(&secret_name, expected), "{file} {extra:?}");
+        covered.insert(*file);
+    }
+    assert_eq!(
+        covered.len(),
+        fixture_names().len(),
+        "a case for every fixture"
+    );
+}
+
+#[test]
+fn the_libpq_and_database_url_sets_follow_the_same_sources() {
+    let (env, _) = bind(
+        "generic-external.yaml",
+        &[("dbbind.io/env", "libpq,database-url")],
+    );
+    let s = "orders-db-conn";
+    assert_eq!(
+        env,
+        vec![
+            format!("PGHOST=secret:{s}/host"),
+            format!("PGPORT=secret:{s}/port"),
+            format!("PGDATABASE=secret:{s}/database"),
+            format!("PGUSER=secret:{s}/username"),
+            format!("PGPASSWORD=secret:{s}/password"),
+            "DATABASE_URL=postgresql://$(PGUSER):$(PGPASSWORD)@$(PGHOST):$(PGPORT)/$(PGDATABASE)"
+                .to_owned(),
+        ]
+    );
+}

@@ -1,0 +1,12 @@
+//! The core decision, driven through the library: every fixture Secret, the bad-input table,
+//! idempotency, the secret-value canary and property tests of annotation parsing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_inputs;
+mod canary;
+mod fixtures;
+mod idempotency;
+mod properties;

@@ -1,0 +1,113 @@
+//! The profiles in effect: the built-ins, laid over by `--profiles-file`, and while serving,
+//! reloaded when that file changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use dbbind_core::profile::{ProfileError, ProfileSet};
+
+use crate::reload::{FileContents, ReadError, Recheck};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfilesFileError {
+    #[error("cannot read profiles file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("profiles file {path} is not UTF-8 text")]
+    NotUtf8 { path: String },
+    #[error(transparent)]
+    Invalid(#[from] ProfileError),
+}
+
+/// The built-ins, with the file laid over them when one is given.
+pub fn load(path: Option<&Path>) -> Result<ProfileSet, ProfilesFileError> {
+    let Some(path) = path else {
+        return Ok(ProfileSet::builtin());
+    };
+    let text = std::fs::read(path).map_err(|source| ProfilesFileError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    from_text(&text, path)
+}
+
+fn from_text(text: &[u8], path: &Path) -> Result<ProfileSet, ProfilesFileError> {
+    let path = path.display().to_string();
+    let text =
+        std::str::from_utf8(text).map_err(|_| ProfilesFileError::NotUtf8 { path: path.clone() })?;
+    Ok(ProfileSet::with_overlay(text, &path)?)
+}
+
+/// The current profile set; readers take a cheap snapshot per request.
+#[derive(Clone, Debug)]
+pub struct SharedProfiles {
+    current: Arc<ArcSwap<ProfileSet>>,
+}
+
+impl SharedProfiles {
+    pub fn new(profiles: ProfileSet) -> SharedProfiles {
+        SharedProfiles {
+            current: Arc::new(ArcSwap::from_pointee(profiles)),
+        }
+    }
+
+    pub fn current(&self) -> Arc<ProfileSet> {
+        self.current.load_full()
+    }
+
+    /// Re-reads `path` when its contents change. A file that fails to load is reported and the
+    /// previous set stays in effect: a typo in a ConfigMap must not take admission down.
+    pub fn reloader(&self, path: PathBuf) -> ProfilesReloader {
+        ProfilesReloader {
+            contents: FileContents::primed([&path]),
+            path,
+            target: self.clone(),
+            reported: None,
+        }
+    }
+}
+
+/// Watches `--profiles-file` for [`crate::reload::every`].
+pub struct ProfilesReloader {
+    path: PathBuf,
+    contents: FileContents<1>,
+    target: SharedProfiles,
+    /// The last problem logged, so a file that stays unreadable is reported once.
+    reported: Option<String>,
+}
+
+impl ProfilesReloader {
+    fn reload(&mut self) -> Result<Option<ProfileSet>, ProfilesFileError> {
+        let changed = self
+            .contents
+            .changed()
+            .map_err(|ReadError { path, source }| ProfilesFileError::Read { path, source })?;
+        match changed {
+            Some([text]) => from_text(&text, &self.path).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Recheck for ProfilesReloader {
+    async fn recheck(&mut self) {
+        match self.reload() {
+            Ok(None) => {}
+            Ok(Some(profiles)) => {
+                tracing::info!(file = %self.path.display(), profiles = profiles.names().len(), "profiles reloaded");
+                self.target.current.store(Arc::new(profiles));
+                self.reported = None;
+            }
+            Err(error) => {
+                let text = error.to_string();
+                if self.reported.as_ref() != Some(&text) {
+                    tracing::warn!(error = %text, "profiles file not reloaded; the previous profiles stay in effect");
+                    self.reported = Some(text);
+                }
+            }
+        }
+    }
+}
