@@ -64,8 +64,41 @@ impl EncodeLabelValue for Outcome {
     }
 }
 
+/// Which webhook answered: the Pod mutation, or the check of a workload's template.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Webhook {
+    /// `POST /mutate`: Pods.
+    Mutate,
+    /// `POST /validate`: workload templates.
+    Validate,
+}
+
+impl Webhook {
+    pub const ALL: [Webhook; 2] = [Webhook::Mutate, Webhook::Validate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Webhook::Mutate => "mutate",
+            Webhook::Validate => "validate",
+        }
+    }
+}
+
+impl fmt::Display for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for Webhook {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
+struct RequestLabels {
+    webhook: Webhook,
     outcome: Outcome,
 }
 
@@ -77,7 +110,7 @@ struct ProfileLabels {
 /// Every metric dbbind exports.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<OutcomeLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
     duration: Histogram,
     bindings: Family<ProfileLabels, Counter>,
     cache_objects: Gauge,
@@ -87,11 +120,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-        let requests = Family::<OutcomeLabels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         // The counter's exposition adds `_total`.
         registry.register(
             "dbbind_admission_requests",
-            "Admission requests answered, by outcome",
+            "Admission requests answered, by webhook and outcome",
             requests.clone(),
         );
         // Decisions take microseconds; a slow request is one waiting for its body or a slot.
@@ -122,8 +155,10 @@ impl Metrics {
             certificate_expiry.clone(),
         );
         // Every outcome is exported from the start, so rates work before the first denial.
-        for outcome in Outcome::ALL {
-            let _ = requests.get_or_create(&OutcomeLabels { outcome });
+        for webhook in Webhook::ALL {
+            for outcome in Outcome::ALL {
+                let _ = requests.get_or_create(&RequestLabels { webhook, outcome });
+            }
         }
         Metrics {
             registry,
@@ -136,9 +171,9 @@ impl Metrics {
     }
 
     /// Records one answered admission request.
-    pub fn observe_request(&self, outcome: Outcome, seconds: f64) {
+    pub fn observe_request(&self, webhook: Webhook, outcome: Outcome, seconds: f64) {
         self.requests
-            .get_or_create(&OutcomeLabels { outcome })
+            .get_or_create(&RequestLabels { webhook, outcome })
             .inc();
         self.duration.observe(seconds);
     }

@@ -2,6 +2,7 @@
 //! in its namespace and the profiles in effect. The server turns it into an AdmissionResponse;
 //! `render` applies it to manifests.
 
+use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, Operation};
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use crate::binding::AppliedBinding;
 use crate::binding::{PodRequest, parse_annotations, resolve};
 use crate::decision::Decision;
-use crate::message::Denial;
+use crate::message::{Cause, Denial};
 use crate::patch::build_patch;
 use crate::profile::ProfileSet;
 use crate::secret::SecretLookup;
@@ -70,6 +71,27 @@ pub fn mutate_pod(
     secrets: &dyn SecretLookup,
     profiles: &ProfileSet,
 ) -> Decision {
+    decide(pod, namespace, secrets, profiles, SecretProblems::Deny)
+}
+
+/// What a problem that only the Secret's current state decides does to the decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretProblems {
+    /// Deny: the Pod is being created now, and would start without its database.
+    Deny,
+    /// Warn: a workload's template, whose Secret may be applied in the same batch after it.
+    Warn,
+}
+
+/// The decision for a pod or a pod template. With [`SecretProblems::Warn`], a binding whose
+/// Secret is not usable yet is reported and left out, and the rest is still checked.
+pub fn decide(
+    pod: &Pod,
+    namespace: &str,
+    secrets: &dyn SecretLookup,
+    profiles: &ProfileSet,
+    secret_problems: SecretProblems,
+) -> Decision {
     let Some(annotations) = &pod.metadata.annotations else {
         return Decision::unchanged();
     };
@@ -81,9 +103,13 @@ pub fn mutate_pod(
 
     let mut warnings = Vec::new();
     let mut resolved = Vec::with_capacity(requests.bindings.len());
+    let warn_instead = |denial: &Denial| {
+        secret_problems == SecretProblems::Warn && denial.cause() == Cause::SecretState
+    };
     for request in &requests.bindings {
         match resolve(request, namespace, secrets, profiles, &mut warnings) {
             Ok(binding) => resolved.push(binding),
+            Err(denial) if warn_instead(&denial) => warnings.push(denial.into()),
             Err(denial) => return Decision::Deny { denial, warnings },
         }
     }
@@ -95,6 +121,10 @@ pub fn mutate_pod(
         &mut warnings,
     ) {
         Ok(patch) => patch,
+        Err(denial) if warn_instead(&denial) => {
+            warnings.push(denial.into());
+            Patch(Vec::new())
+        }
         Err(denial) => return Decision::Deny { denial, warnings },
     };
     let bindings = resolved.iter().map(AppliedBinding::from).collect();

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use k8s_openapi::api::core::v1::Secret;
 use kube_core::GroupVersion;
 
+use crate::message::clip;
+
 /// The API group and kind of an owner reference (`servicecatalog.k8s.io`, `ServiceBinding`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OwnerKind {
@@ -31,6 +33,9 @@ impl OwnerKind {
         }
     }
 }
+
+/// The most key names a message lists.
+pub const MAX_LISTED_KEYS: usize = 32;
 
 /// A Secret without its values.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,9 +84,17 @@ impl SecretView {
         self.keys.contains(key)
     }
 
-    /// Key names for messages: `[a, b, c]`.
+    /// Key names for messages: `[a, b, c]`; at most [`MAX_LISTED_KEYS`], each cut at 64 bytes.
     pub fn key_list(&self) -> String {
-        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        let mut keys: Vec<String> = self
+            .keys
+            .iter()
+            .take(MAX_LISTED_KEYS)
+            .map(|key| clip(key).to_string())
+            .collect();
+        if self.keys.len() > MAX_LISTED_KEYS {
+            keys.push(format!("… {} keys in all", self.keys.len()));
+        }
         format!("[{}]", keys.join(", "))
     }
 }

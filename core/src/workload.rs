@@ -1,7 +1,80 @@
-//! Workloads and their pod templates: where each kind keeps its template, and the Pod the API
-//! server will be sent when a controller creates one from it. `render` uses this for manifests.
+//! Workloads and their pod templates: where each kind keeps its template, the Pod a controller
+//! will make of it, and the check of a template when its workload is applied
+//! (docs/design.md §7). `render` uses the same template handling for manifests.
 
+use json_patch::Patch;
+use k8s_openapi::api::core::v1::Pod;
+use kube_core::DynamicObject;
+use kube_core::admission::{AdmissionRequest, Operation};
 use serde_json::{Value, json};
+
+use crate::admission::{SecretProblems, decide};
+use crate::decision::Decision;
+use crate::message::Denial;
+use crate::profile::ProfileSet;
+use crate::secret::SecretLookup;
+
+/// The workloads whose templates are checked when applied, by API group and kind.
+pub const CHECKED_WORKLOADS: [(&str, &str); 6] = [
+    ("apps", "Deployment"),
+    ("apps", "StatefulSet"),
+    ("apps", "DaemonSet"),
+    ("apps", "ReplicaSet"),
+    ("batch", "Job"),
+    ("batch", "CronJob"),
+];
+
+/// Checks the pod template of a workload being created or updated: the decision its Pods will
+/// get, except that what depends on a Secret's current state is a warning (the Secret may come
+/// in the same batch, after the workload). Never a patch: templates are not mutated, so what
+/// GitOps applied stays what is stored. Anything else is admitted unchanged.
+pub fn review(
+    request: &AdmissionRequest<DynamicObject>,
+    secrets: &dyn SecretLookup,
+    profiles: &ProfileSet,
+) -> Decision {
+    let checked = CHECKED_WORKLOADS
+        .iter()
+        .any(|(group, kind)| request.kind.group == *group && request.kind.kind == *kind);
+    let operation = matches!(request.operation, Operation::Create | Operation::Update);
+    if !checked || !operation || request.sub_resource.is_some() {
+        return Decision::unchanged();
+    }
+    let kind = request.kind.kind.as_str();
+    let Some(object) = &request.object else {
+        return Decision::deny(Denial::new(format!(
+            "the admission request for a {kind} carries no object"
+        )));
+    };
+    let pointer = template_pointer(kind).unwrap_or_default();
+    let Some(template) = object.data.pointer(pointer) else {
+        return Decision::deny(Denial::new(format!(
+            "the {kind} has no pod template at {pointer}"
+        )));
+    };
+    let pod: Pod = match serde_json::from_value(pod_from_template(template)) {
+        Ok(pod) => pod,
+        // serde's message can quote a value of the template: say only that it failed.
+        Err(_) => {
+            return Decision::deny(Denial::new(format!(
+                "the pod template of the {kind} cannot be read as a pod"
+            )));
+        }
+    };
+    let namespace = request
+        .namespace
+        .as_deref()
+        .or(object.metadata.namespace.as_deref())
+        .unwrap_or("default");
+    match decide(&pod, namespace, secrets, profiles, SecretProblems::Warn) {
+        Decision::Allow { warnings, .. } => Decision::Allow {
+            patch: Patch(Vec::new()),
+            warnings,
+            bindings: Vec::new(),
+        },
+        denied => denied,
+    }
+}
 
 /// The kinds that carry a pod template (and Pod itself), as `render` reads them.
 pub const POD_CARRYING_KINDS: [&str; 7] = [

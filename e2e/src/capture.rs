@@ -68,7 +68,7 @@ impl Capture {
         })
     }
 
-    /// A MutatingWebhookConfiguration sending pod and deployment requests of namespaces labelled
+    /// A MutatingWebhookConfiguration sending pod and workload requests of namespaces labelled
     /// `dbbind-e2e/capture=true` here.
     pub fn configuration(&self) -> String {
         json!({
@@ -84,7 +84,8 @@ impl Capture {
                 "clientConfig": {"url": format!("https://127.0.0.1:{}/capture", self.port), "caBundle": STANDARD.encode(&self.ca_pem)},
                 "rules": [
                     {"operations": ["CREATE", "UPDATE", "DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]},
-                    {"operations": ["CREATE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"]},
+                    {"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"]},
+                    {"operations": ["CREATE", "UPDATE"], "apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["jobs", "cronjobs"]},
                 ],
                 "namespaceSelector": {"matchLabels": {"dbbind-e2e/capture": "true"}},
             }],

@@ -338,7 +338,25 @@ async fn captured_reviews(environment: &mut Environment) -> Result<()> {
         "metadata": {"name": "orders-bad", "annotations": {"dbbind.io/secret": "orders-db-conn", "dbbind.io/port": "abc"}},
         "spec": {"containers": [container.clone()]}});
     let dry = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orders-dry", "annotations": annotations},
-        "spec": {"containers": [container]}});
+        "spec": {"containers": [container.clone()]}});
+    // One of each workload kind the validating webhook checks, with the same template.
+    let template = json!({"metadata": {"labels": {"app": "orders"}, "annotations": annotations},
+        "spec": {"containers": [container.clone()], "restartPolicy": "Never"}});
+    let selector = json!({"matchLabels": {"app": "orders"}});
+    let mut always = template.clone();
+    always["spec"]["restartPolicy"] = json!("Always");
+    let workloads = [
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "orders-sts"},
+            "spec": {"selector": selector, "serviceName": "orders", "template": always}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "orders-ds"},
+            "spec": {"selector": selector, "template": always}}),
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "orders-rs"},
+            "spec": {"replicas": 0, "selector": selector, "template": always}}),
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "orders-job"},
+            "spec": {"suspend": true, "template": template}}),
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "orders-cron"},
+            "spec": {"schedule": "0 3 * * *", "suspend": true, "jobTemplate": {"spec": {"template": template}}}}),
+    ];
 
     // The API server picks up a new webhook configuration within a moment: retry until heard.
     let wanted = [
@@ -348,6 +366,13 @@ async fn captured_reviews(environment: &mut Environment) -> Result<()> {
         "create-pod-bad-port",
         "update-pod",
         "delete-pod",
+        "update-deployment",
+        "create-statefulset",
+        "create-daemonset",
+        "create-replicaset",
+        "create-job",
+        "create-cronjob",
+        "update-cronjob",
     ];
     let started = std::time::Instant::now();
     let mut applied = false;
@@ -378,6 +403,20 @@ async fn captured_reviews(environment: &mut Environment) -> Result<()> {
                 &["delete", "pod", "orders-bad", "-n", "shop", "--wait=false"],
                 "",
             )?;
+            for workload in &workloads {
+                kubectl(
+                    environment,
+                    &["apply", "-n", "shop", "-f", "-"],
+                    &workload.to_string(),
+                )?;
+            }
+            for object in ["deployment/orders", "cronjob/orders-cron"] {
+                kubectl(
+                    environment,
+                    &["label", object, "-n", "shop", "tier=backend"],
+                    "",
+                )?;
+            }
             applied = true;
         }
         let classified = classify(&capture.reviews());
@@ -435,10 +474,21 @@ fn classify(reviews: &[Value]) -> std::collections::BTreeMap<&'static str, Value
         let kind = request["kind"]["kind"].as_str().unwrap_or_default();
         let operation = request["operation"].as_str().unwrap_or_default();
         let name = request["name"].as_str().unwrap_or_default();
+        let owner = request["object"]["metadata"]["ownerReferences"][0]["kind"].as_str();
         let label = match (kind, operation) {
             ("Deployment", "CREATE") => "create-deployment",
+            ("Deployment", "UPDATE") => "update-deployment",
+            ("StatefulSet", "CREATE") => "create-statefulset",
+            ("DaemonSet", "CREATE") => "create-daemonset",
+            ("ReplicaSet", "CREATE") if name == "orders-rs" => "create-replicaset",
+            ("Job", "CREATE") => "create-job",
+            ("CronJob", "CREATE") => "create-cronjob",
+            ("CronJob", "UPDATE") => "update-cronjob",
             ("Pod", "CREATE") if request["dryRun"] == true => "create-pod-dry-run",
-            ("Pod", "CREATE") if request["object"]["metadata"]["generateName"].is_string() => {
+            ("Pod", "CREATE")
+                if request["object"]["metadata"]["generateName"].is_string()
+                    && owner == Some("ReplicaSet") =>
+            {
                 "create-replicaset-pod"
             }
             ("Pod", "CREATE") if name == "orders-bad" => "create-pod-bad-port",

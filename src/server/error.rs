@@ -32,7 +32,7 @@ pub enum RequestError {
     Patch,
     #[error("{0} takes POST")]
     Method(&'static str),
-    #[error("not found; admission reviews go to POST /mutate")]
+    #[error("not found; admission reviews go to POST /mutate (Pods) or POST /validate (workloads)")]
     NotFound,
 }
 

@@ -1,6 +1,7 @@
-//! `POST /mutate`: the HTTP side of admission. It only converts — bytes to an AdmissionReview,
-//! a decision to a response — around the core's pure [`admission::review`], and enforces the
-//! limits.
+//! `POST /mutate` and `POST /validate`: the HTTP side of admission. It only converts — bytes to
+//! an AdmissionReview, a decision to a response — around the core's pure decisions
+//! ([`admission::review`] for Pods, [`workload::review`] for workload templates), and enforces
+//! the limits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use axum::routing::post;
 use dbbind_core::admission;
 use dbbind_core::decision::Decision;
 use dbbind_core::secret::SecretLookup;
+use dbbind_core::workload;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
@@ -21,7 +23,7 @@ use tracing::field::Empty;
 
 use super::error::RequestError;
 use super::response::admission_response;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Metrics, Outcome, Webhook};
 use crate::profiles::SharedProfiles;
 
 /// Limits on one admission request.
@@ -78,30 +80,40 @@ pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route(
             "/mutate",
-            post(mutate).fallback(|| async { RequestError::Method("/mutate") }),
+            post(|state, request| answer(state, request, Webhook::Mutate))
+                .fallback(|| async { RequestError::Method("/mutate") }),
+        )
+        .route(
+            "/validate",
+            post(|state, request| answer(state, request, Webhook::Validate))
+                .fallback(|| async { RequestError::Method("/validate") }),
         )
         .fallback(|| async { RequestError::NotFound })
         .with_state(state)
 }
 
-async fn mutate(State(state): State<WebhookState>, request: Request) -> Response {
+async fn answer(State(state): State<WebhookState>, request: Request, webhook: Webhook) -> Response {
     let started = Instant::now();
-    let answer = tokio::time::timeout(state.limits.request_timeout, handle(&state, request))
-        .await
-        .unwrap_or(Err(RequestError::Deadline));
+    let answer = tokio::time::timeout(
+        state.limits.request_timeout,
+        handle(&state, request, webhook),
+    )
+    .await
+    .unwrap_or(Err(RequestError::Deadline));
     let (outcome, response) = match answer {
         Ok((outcome, review)) => (outcome, Json(review).into_response()),
         Err(error) => (Outcome::Error, error.into_response()),
     };
     state
         .metrics
-        .observe_request(outcome, started.elapsed().as_secs_f64());
+        .observe_request(webhook, outcome, started.elapsed().as_secs_f64());
     response
 }
 
 async fn handle(
     state: &WebhookState,
     request: Request,
+    webhook: Webhook,
 ) -> Result<(Outcome, AdmissionReview<DynamicObject>), RequestError> {
     let max = state.limits.max_body_bytes;
     if !is_json(request.headers()) {
@@ -127,15 +139,16 @@ async fn handle(
         serde_json::from_slice(&body).map_err(|error| RequestError::not_a_review(&error))?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| RequestError::NoRequest)?;
-    decide(state, &request)
+    decide(state, &request, webhook)
 }
 
 fn decide(
     state: &WebhookState,
     request: &AdmissionRequest<DynamicObject>,
+    webhook: Webhook,
 ) -> Result<(Outcome, AdmissionReview<DynamicObject>), RequestError> {
     let object = request.object.as_ref().map(|object| &object.metadata);
-    let pod = object
+    let name = object
         .and_then(|m| {
             m.name
                 .clone()
@@ -145,9 +158,11 @@ fn decide(
         .unwrap_or_default();
     let span = tracing::info_span!(
         "admission",
+        %webhook,
         uid = %request.uid,
         namespace = request.namespace.as_deref().unwrap_or_default(),
-        pod = %pod,
+        kind = %request.kind.kind,
+        name = %name,
         operation = ?request.operation,
         dry_run = request.dry_run,
         outcome = Empty,
@@ -156,7 +171,11 @@ fn decide(
     let started = Instant::now();
 
     let profiles = state.profiles.current();
-    let decision = admission::review(request, state.secrets.as_ref(), &profiles);
+    let secrets = state.secrets.as_ref();
+    let decision = match webhook {
+        Webhook::Mutate => admission::review(request, secrets, &profiles),
+        Webhook::Validate => workload::review(request, secrets, &profiles),
+    };
     let outcome = Outcome::of(&decision);
     span.record("outcome", outcome.as_str());
     match &decision {

@@ -13,3 +13,4 @@ mod router;
 mod self_managed;
 mod shutdown;
 mod tls;
+mod validate;

@@ -71,7 +71,8 @@ async fn a_replicaset_pod_gets_a_json_patch_with_the_same_uid_and_version() {
     );
     let exposition = metrics.encode();
     assert!(
-        exposition.contains("dbbind_admission_requests_total{outcome=\"patched\"} 1"),
+        exposition
+            .contains("dbbind_admission_requests_total{webhook=\"mutate\",outcome=\"patched\"} 1"),
         "{exposition}"
     );
     assert!(
@@ -111,7 +112,7 @@ async fn a_denial_has_code_reason_and_message_and_no_patch() {
     assert!(
         metrics
             .encode()
-            .contains("dbbind_admission_requests_total{outcome=\"denied\"} 1")
+            .contains("dbbind_admission_requests_total{webhook=\"mutate\",outcome=\"denied\"} 1")
     );
 }
 
@@ -129,9 +130,9 @@ async fn update_delete_and_other_kinds_are_allowed_unchanged() {
         assert_eq!(review["response"]["allowed"], true, "{fixture}");
         assert!(review["response"].get("patch").is_none(), "{fixture}");
         assert!(
-            metrics
-                .encode()
-                .contains("dbbind_admission_requests_total{outcome=\"unchanged\"} 1"),
+            metrics.encode().contains(
+                "dbbind_admission_requests_total{webhook=\"mutate\",outcome=\"unchanged\"} 1"
+            ),
             "{fixture}"
         );
     }
@@ -192,9 +193,19 @@ async fn http_errors_have_short_reasons() {
             "dbbind: the AdmissionReview carries no request\n",
         ),
         (
-            Request::post("/validate").body(Body::empty()).unwrap(),
+            Request::get("/validate").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "dbbind: /validate takes POST\n",
+        ),
+        (
+            Request::post("/validate").body(Body::from("{}")).unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "dbbind: the body must be an AdmissionReview as application/json\n",
+        ),
+        (
+            Request::post("/admit").body(Body::empty()).unwrap(),
             StatusCode::NOT_FOUND,
-            "dbbind: not found; admission reviews go to POST /mutate\n",
+            "dbbind: not found; admission reviews go to POST /mutate (Pods) or POST /validate (workloads)\n",
         ),
     ];
     for (request, expected_status, expected_body) in cases {
@@ -239,7 +250,7 @@ async fn a_request_past_its_deadline_gets_503() {
     assert!(
         metrics
             .encode()
-            .contains("dbbind_admission_requests_total{outcome=\"error\"} 1")
+            .contains("dbbind_admission_requests_total{webhook=\"mutate\",outcome=\"error\"} 1")
     );
 }
 

@@ -119,10 +119,12 @@ async fn readiness_reports_what_is_missing_and_metrics_are_exposed() {
     let (status, text) = server.admin_get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     for line in [
-        "dbbind_admission_requests_total{outcome=\"patched\"} 0",
-        "dbbind_admission_requests_total{outcome=\"unchanged\"} 0",
-        "dbbind_admission_requests_total{outcome=\"denied\"} 0",
-        "dbbind_admission_requests_total{outcome=\"error\"} 0",
+        "dbbind_admission_requests_total{webhook=\"mutate\",outcome=\"patched\"} 0",
+        "dbbind_admission_requests_total{webhook=\"mutate\",outcome=\"unchanged\"} 0",
+        "dbbind_admission_requests_total{webhook=\"mutate\",outcome=\"denied\"} 0",
+        "dbbind_admission_requests_total{webhook=\"mutate\",outcome=\"error\"} 0",
+        "dbbind_admission_requests_total{webhook=\"validate\",outcome=\"unchanged\"} 0",
+        "dbbind_admission_requests_total{webhook=\"validate\",outcome=\"denied\"} 0",
         "# TYPE dbbind_admission_duration_seconds histogram",
         "dbbind_secret_cache_objects 3",
         "dbbind_tls_certificate_expiry_timestamp_seconds 1800000000",

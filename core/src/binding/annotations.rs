@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::DEFAULT_BINDING_NAME;
 use super::{BindingRequest, BindingRequests, EnvSets, OnConflict, PodRequest};
 use crate::field::Field;
-use crate::message::Denial;
+use crate::message::{Denial, echo};
 use crate::names::{is_dns_label, is_dns_subdomain, is_secret_key};
 use crate::profile::{AUTO, ProfileSet};
 
@@ -43,24 +43,29 @@ const SSLMODES: [&str; 6] = [
 #[non_exhaustive]
 pub enum AnnotationError {
     #[error(
-        "annotation {key:?} is not allowed: a password must come from a Secret; name it in dbbind.io/secret (and map an unusual key name with dbbind.io/keys: password=<key>)"
+        "annotation {} is not allowed: a password must come from a Secret; name it in dbbind.io/secret (and map an unusual key name with dbbind.io/keys: password=<key>)",
+        echo(.key)
     )]
     Password { key: String },
-    #[error("unknown annotation {key:?}; known annotations: {known}")]
+    #[error("unknown annotation {}; known annotations: {known}", echo(.key))]
     Unknown { key: String, known: String },
     #[error(
-        "annotation {key:?}: dbbind.io/{base} applies to the whole pod and takes no \".<alias>\" suffix"
+        "annotation {}: dbbind.io/{base} applies to the whole pod and takes no \".<alias>\" suffix",
+        echo(.key)
     )]
     PodKeyWithAlias { key: String, base: String },
     #[error(
-        "annotation {key:?}: alias {alias:?} must be a DNS label of at most 30 characters ([a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+        "annotation {}: alias {} must be a DNS label of at most 30 characters ([a-z0-9]([-a-z0-9]*[a-z0-9])?)",
+        echo(.key),
+        echo(.alias)
     )]
     BadAlias { key: String, alias: String },
     #[error(
-        "annotation {key:?}: alias \"db\" is the default binding's name; use the annotations without a suffix"
+        "annotation {}: alias \"db\" is the default binding's name; use the annotations without a suffix",
+        echo(.key)
     )]
     ReservedAlias { key: String },
-    #[error("annotation {key:?}: {problem}")]
+    #[error("annotation {}: {problem}", echo(.key))]
     BadValue { key: String, problem: String },
     #[error("binding {binding:?} has {keys} but no {secret_key} naming its Secret")]
     BindingWithoutSecret {
@@ -94,7 +99,7 @@ pub fn parse_annotations(
             _ => {
                 return Err(bad_value(
                     "dbbind.io/inject",
-                    format!("{value:?} is not allowed; use \"true\" or \"false\""),
+                    format!("{} is not allowed; use \"true\" or \"false\"", echo(value)),
                 ));
             }
         }
@@ -271,7 +276,8 @@ fn parse_secret_name(key: &str, value: &str) -> Result<String, AnnotationError> 
         return Err(bad_value(
             key,
             format!(
-                "{value:?} is not a valid Secret name (a DNS subdomain: lower case letters, digits, '-' and '.')"
+                "{} is not a valid Secret name (a DNS subdomain: lower case letters, digits, '-' and '.')",
+                echo(value)
             ),
         ));
     }
@@ -290,7 +296,8 @@ fn parse_profile(
         return Err(bad_value(
             key,
             format!(
-                "unknown profile {value:?}; profiles: {AUTO}, {}",
+                "unknown profile {}; profiles: {AUTO}, {}",
+                echo(value),
                 profiles.names().join(", ")
             ),
         ));
@@ -302,11 +309,12 @@ fn parse_literal(field: Field, key: &str, value: &str) -> Result<String, Annotat
     let problem = match field {
         Field::Port => match value.parse::<u16>() {
             Ok(port) if port > 0 && value.bytes().all(|b| b.is_ascii_digit()) => None,
-            _ => Some(format!("{value:?} is not a port number (1-65535)")),
+            _ => Some(format!("{} is not a port number (1-65535)", echo(value))),
         },
         Field::Sslmode => (!SSLMODES.contains(&value)).then(|| {
             format!(
-                "{value:?} is not an sslmode; use one of {}",
+                "{} is not an sslmode; use one of {}",
+                echo(value),
                 SSLMODES.join(", ")
             )
         }),
@@ -329,7 +337,10 @@ fn parse_literal(field: Field, key: &str, value: &str) -> Result<String, Annotat
 fn split_list<'a>(key: &str, value: &'a str) -> Result<Vec<&'a str>, AnnotationError> {
     let items: Vec<&str> = value.split(',').map(str::trim).collect();
     if items.iter().any(|item| item.is_empty()) {
-        return Err(bad_value(key, format!("{value:?} has an empty entry")));
+        return Err(bad_value(
+            key,
+            format!("{} has an empty entry", echo(value)),
+        ));
     }
     Ok(items)
 }
@@ -340,7 +351,7 @@ fn parse_key_map(key: &str, value: &str) -> Result<BTreeMap<Field, String>, Anno
         let Some((field_name, secret_key)) = item.split_once('=') else {
             return Err(bad_value(
                 key,
-                format!("{item:?} is not a field=secretKey pair"),
+                format!("{} is not a field=secretKey pair", echo(item)),
             ));
         };
         let (field_name, secret_key) = (field_name.trim(), secret_key.trim());
@@ -348,7 +359,8 @@ fn parse_key_map(key: &str, value: &str) -> Result<BTreeMap<Field, String>, Anno
             return Err(bad_value(
                 key,
                 format!(
-                    "unknown field {field_name:?}; fields: {}",
+                    "unknown field {}; fields: {}",
+                    echo(field_name),
                     crate::field::join_fields(&Field::ALL)
                 ),
             ));
@@ -356,7 +368,10 @@ fn parse_key_map(key: &str, value: &str) -> Result<BTreeMap<Field, String>, Anno
         if !is_secret_key(secret_key) {
             return Err(bad_value(
                 key,
-                format!("{secret_key:?} is not a valid Secret key ([-._a-zA-Z0-9]+)"),
+                format!(
+                    "{} is not a valid Secret key ([-._a-zA-Z0-9]+)",
+                    echo(secret_key)
+                ),
             ));
         }
         if map.insert(field, secret_key.to_owned()).is_some() {
@@ -394,12 +409,15 @@ fn parse_env(key: &str, value: &str, named: bool) -> Result<EnvSets, AnnotationE
             other => {
                 return Err(bad_value(
                     key,
-                    format!("unknown set {other:?}; use postgres, libpq, database-url or none"),
+                    format!(
+                        "unknown set {}; use postgres, libpq, database-url or none",
+                        echo(other)
+                    ),
                 ));
             }
         };
         if *flag {
-            return Err(bad_value(key, format!("{item:?} is listed twice")));
+            return Err(bad_value(key, format!("{} is listed twice", echo(item))));
         }
         *flag = true;
     }
@@ -412,7 +430,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, AnnotationError> {
         "false" => Ok(false),
         _ => Err(bad_value(
             key,
-            format!("{value:?} is not allowed; use \"true\" or \"false\""),
+            format!("{} is not allowed; use \"true\" or \"false\"", echo(value)),
         )),
     }
 }
@@ -421,12 +439,15 @@ fn parse_containers(key: &str, value: &str) -> Result<Vec<String>, AnnotationErr
     let mut names: Vec<String> = Vec::new();
     for item in split_list(key, value)? {
         if !is_dns_label(item, 63) {
-            return Err(bad_value(key, format!("{item:?} is not a container name")));
+            return Err(bad_value(
+                key,
+                format!("{} is not a container name", echo(item)),
+            ));
         }
         if names.iter().any(|name| name == item) {
             return Err(bad_value(
                 key,
-                format!("container {item:?} is listed twice"),
+                format!("container {} is listed twice", echo(item)),
             ));
         }
         names.push(item.to_owned());
@@ -440,7 +461,7 @@ fn parse_on_conflict(key: &str, value: &str) -> Result<OnConflict, AnnotationErr
         "deny" => Ok(OnConflict::Deny),
         _ => Err(bad_value(
             key,
-            format!("{value:?} is not allowed; use \"keep\" or \"deny\""),
+            format!("{} is not allowed; use \"keep\" or \"deny\"", echo(value)),
         )),
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::BindingRequest;
 use crate::field::{Field, join_fields};
-use crate::message::{Denial, Warning};
+use crate::message::{Denial, Warning, clip, echo};
 use crate::profile::{FieldSource, Profile, ProfileSet};
 use crate::secret::{SecretLookup, SecretView};
 
@@ -88,8 +88,9 @@ pub fn resolve(
             .collect();
         if !overridden.is_empty() {
             warnings.push(Warning::new(format!(
-                "binding {:?}: the URI comes from key {key:?} of Secret {:?} and does not reflect {}",
+                "binding {:?}: the URI comes from key {:?} of Secret {:?} and does not reflect {}",
                 request.name(),
+                key,
                 request.secret,
                 overridden.join(", ")
             )));
@@ -113,23 +114,24 @@ fn choose_profile<'p>(
         // Annotation parsing already checked the name against this same set.
         return profiles.get(name).ok_or_else(|| {
             Denial::new(format!(
-                "annotation {:?}: unknown profile {name:?}",
-                request.annotation("profile")
+                "annotation {:?}: unknown profile {}",
+                request.annotation("profile"),
+                echo(name)
             ))
         });
     }
     let Some(secret) = secret else {
-        return Err(Denial::new(format!(
+        return Err(Denial::about_secret(format!(
             "Secret {:?} not found in namespace {namespace:?}: cannot detect a profile for a missing Secret; create the Secret first, or name a profile in {:?}",
             request.secret,
             request.annotation("profile")
         )));
     };
     profiles.detect(secret).ok_or_else(|| {
-        Denial::new(format!(
+        Denial::about_secret(format!(
             "cannot detect a profile for Secret {:?} (type {}, keys {}); tried: {}; name a profile in {:?}",
             secret.name,
-            secret.secret_type,
+            clip(&secret.secret_type),
             secret.key_list(),
             profiles.detection_summary(),
             request.annotation("profile")
@@ -152,9 +154,10 @@ fn field_source(
         if let Some(secret) = secret
             && !secret.has_key(key)
         {
-            return Err(Denial::new(format!(
-                "annotation {:?} maps {field} to key {key:?}, which Secret {:?} does not have; keys present: {}",
+            return Err(Denial::about_secret(format!(
+                "annotation {:?} maps {field} to key {:?}, which Secret {:?} does not have; keys present: {}",
                 request.annotation("keys"),
+                key,
                 secret.name,
                 secret.key_list()
             )));
@@ -244,8 +247,14 @@ fn required_field_denial(
             request.secret
         )
     };
-    Denial::new(format!(
+    let message = format!(
         "binding {:?}: required field {field} has no source: {looked}; {remedy}",
         request.name(),
-    ))
+    );
+    // With keys to try, a Secret that has one of them would do; without, only annotations can.
+    if tried.is_empty() {
+        Denial::new(message)
+    } else {
+        Denial::about_secret(message)
+    }
 }

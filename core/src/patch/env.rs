@@ -84,7 +84,7 @@ fn composed_url(binding: &ResolvedBinding, prefix: &str) -> Result<String, Denia
     } else if request.env.libpq {
         Field::libpq_env
     } else {
-        return Err(Denial::new(format!(
+        return Err(Denial::about_secret(format!(
             "annotation {:?}: \"database-url\" needs \"postgres\" or \"libpq\" as well, because Secret {:?} has no URI key to read DATABASE_URL from and it is composed from those variables",
             request.annotation("env"),
             request.secret
@@ -99,7 +99,7 @@ fn composed_url(binding: &ResolvedBinding, prefix: &str) -> Result<String, Denia
     let (Some(host), Some(user), Some(password)) =
         (var(Field::Host), var(Field::User), var(Field::Password))
     else {
-        return Err(Denial::new(format!(
+        return Err(Denial::about_secret(format!(
             "binding {:?}: cannot compose DATABASE_URL: Secret {:?} provides no URI, and host, user and password are not all available",
             request.name(),
             request.secret

@@ -22,7 +22,7 @@ use crate::binding::{
     AppliedBinding, BINDINGS_ANNOTATION, OnConflict, ResolvedBinding, STATUS_ANNOTATION,
     STATUS_INJECTED,
 };
-use crate::message::{Denial, Warning};
+use crate::message::{Denial, Warning, clip, echo};
 
 /// Builds the patch for `pod` from its resolved bindings.
 pub fn build_patch(
@@ -123,9 +123,13 @@ fn select_containers<'a>(
         .iter()
         .find(|name| !all.iter().any(|t| &t.container.name == *name))
     {
-        let present: Vec<&str> = all.iter().map(|t| t.container.name.as_str()).collect();
+        let present: Vec<String> = all
+            .iter()
+            .map(|t| clip(&t.container.name).to_string())
+            .collect();
         return Err(Denial::new(format!(
-            "annotation \"dbbind.io/containers\" names container {missing:?}, which the pod does not have; its containers and init containers: [{}]",
+            "annotation \"dbbind.io/containers\" names container {}, which the pod does not have; its containers and init containers: [{}]",
+            echo(missing),
             present.join(", ")
         )));
     }
@@ -148,8 +152,8 @@ fn binding_root(container: &Container) -> Result<Option<String>, Denial> {
     match &var.value {
         Some(root) if var.value_from.is_none() && root.starts_with('/') => Ok(Some(root.clone())),
         _ => Err(Denial::new(format!(
-            "container {:?} sets {SERVICE_BINDING_ROOT} to something other than an absolute path; dbbind needs a literal path to know where to mount the binding files",
-            container.name
+            "container {} sets {SERVICE_BINDING_ROOT} to something other than an absolute path; dbbind needs a literal path to know where to mount the binding files",
+            echo(&container.name)
         ))),
     }
 }
@@ -215,7 +219,11 @@ fn add_mounts(
             Some(own) if own.name == mount.name && own.mount_path == mount.mount_path => {}
             Some(own) => conflict(
                 target,
-                &format!("already mounts volume {} at {}", own.name, own.mount_path),
+                &format!(
+                    "already mounts volume {} at {}",
+                    clip(&own.name),
+                    clip(&own.mount_path)
+                ),
                 on_conflict,
                 warnings,
             )?,
@@ -241,16 +249,16 @@ fn conflict(
     on_conflict: OnConflict,
     warnings: &mut Vec<Warning>,
 ) -> Result<(), Denial> {
-    let container = &target.container.name;
+    let container = echo(&target.container.name);
     match on_conflict {
         OnConflict::Keep => {
             warnings.push(Warning::new(format!(
-                "container {container:?} {what}; kept its own definition (dbbind.io/on-conflict: keep)"
+                "container {container} {what}; kept its own definition (dbbind.io/on-conflict: keep)"
             )));
             Ok(())
         }
         OnConflict::Deny => Err(Denial::new(format!(
-            "container {container:?} {what}, and dbbind.io/on-conflict is \"deny\""
+            "container {container} {what}, and dbbind.io/on-conflict is \"deny\""
         ))),
     }
 }

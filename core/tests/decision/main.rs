@@ -10,3 +10,4 @@ mod canary;
 mod fixtures;
 mod idempotency;
 mod properties;
+mod workloads;
