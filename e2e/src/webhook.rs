@@ -89,29 +89,43 @@ impl Dbbind {
         }
     }
 
-    /// The shipped webhook configuration, pointed at this process.
+    /// The shipped MutatingWebhookConfiguration (the Pod webhook), pointed at this process.
     pub fn webhook_configuration(&self) -> Result<String> {
-        let path = repo_root().join("webhook-config/mutatingwebhookconfiguration.yaml");
-        let text = std::fs::read_to_string(&path)?;
+        self.shipped_configuration("mutatingwebhookconfiguration.yaml", "/mutate")
+    }
+
+    /// The shipped ValidatingWebhookConfiguration (the workload check), pointed at this process.
+    pub fn workloads_configuration(&self) -> Result<String> {
+        self.shipped_configuration("validatingwebhookconfiguration.yaml", "/validate")
+    }
+
+    fn shipped_configuration(&self, file: &str, path: &str) -> Result<String> {
+        let file = repo_root().join("webhook-config").join(file);
+        let text = std::fs::read_to_string(&file)?;
         let mut config: serde_json::Value = serde_yaml_ng::from_str(&text)
-            .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::new(format!("{}: {e}", file.display())))?;
         for webhook in config["webhooks"].as_array_mut().into_iter().flatten() {
             webhook["clientConfig"] = serde_json::json!({
-                "url": format!("https://127.0.0.1:{}/mutate", self.listen_port),
+                "url": format!("https://127.0.0.1:{}{path}", self.listen_port),
                 "caBundle": STANDARD.encode(&self.ca_pem),
             });
         }
         serde_json::to_string(&config).map_err(|e| Error::new(e.to_string()))
     }
 
+    /// Registers both shipped configurations, switched to this process's URL.
     pub fn register(&self, plane: &ControlPlane) -> Result<()> {
-        let applied =
-            plane.kubectl_run(&["apply", "-f", "-"], Some(&self.webhook_configuration()?))?;
-        if !applied.success {
-            return Err(Error::new(format!(
-                "registering the webhook failed: {}",
-                applied.stderr
-            )));
+        for config in [
+            self.webhook_configuration()?,
+            self.workloads_configuration()?,
+        ] {
+            let applied = plane.kubectl_run(&["apply", "-f", "-"], Some(&config))?;
+            if !applied.success {
+                return Err(Error::new(format!(
+                    "registering the webhook failed: {}",
+                    applied.stderr
+                )));
+            }
         }
         Ok(())
     }
@@ -135,12 +149,12 @@ impl Dbbind {
         Ok((status, body))
     }
 
-    /// The sum of `dbbind_admission_requests_total` over outcomes.
+    /// The sum of the Pod webhook's `dbbind_admission_requests_total` over outcomes.
     pub fn requests_total(&self) -> Result<u64> {
         let (_, metrics) = self.admin_get("/metrics")?;
         Ok(metrics
             .lines()
-            .filter(|line| line.starts_with("dbbind_admission_requests_total{"))
+            .filter(|line| line.starts_with("dbbind_admission_requests_total{webhook=\"mutate\","))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
             .sum())
     }

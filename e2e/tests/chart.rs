@@ -109,7 +109,8 @@ fn the_default_install_is_self_managed_and_locked_down() {
             "RoleBinding",
             "Secret",
             "Service",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingWebhookConfiguration"
         ]
     );
     let deployment = find(&objects, "Deployment", "dbbind");
@@ -159,6 +160,10 @@ fn the_default_install_is_self_managed_and_locked_down() {
         "below the webhook's 10s: {env:?}"
     );
     assert!(env.contains(&("DBBIND_WEBHOOK_CONFIG_NAME".to_owned(), json!("dbbind"))));
+    assert!(env.contains(&(
+        "DBBIND_VALIDATING_WEBHOOK_CONFIG_NAME".to_owned(),
+        json!("dbbind-workloads")
+    )));
     assert!(env.contains(&("DBBIND_CERT_SECRET_NAME".to_owned(), json!("dbbind-tls"))));
 
     let webhook = &find(&objects, "MutatingWebhookConfiguration", "dbbind")["webhooks"][0];
@@ -187,7 +192,43 @@ fn the_default_install_is_self_managed_and_locked_down() {
         "has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('dbbind.io/'))"
     );
 
-    // Least privilege: read Secrets; its own certificate Secret and webhook by name only.
+    // The workload check: the same namespaces, Ignore, one entry per template path.
+    let workloads = &find(
+        &objects,
+        "ValidatingWebhookConfiguration",
+        "dbbind-workloads",
+    )["webhooks"];
+    assert_eq!(workloads.as_array().unwrap().len(), 2);
+    for (index, (rules, template)) in [
+        (
+            json!([
+                {"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"], "scope": "Namespaced"},
+                {"operations": ["CREATE", "UPDATE"], "apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["jobs"], "scope": "Namespaced"},
+            ]),
+            "object.spec.template",
+        ),
+        (
+            json!([{"operations": ["CREATE", "UPDATE"], "apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["cronjobs"], "scope": "Namespaced"}]),
+            "object.spec.jobTemplate.spec.template",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let check = &workloads[index];
+        assert_eq!(check["failurePolicy"], "Ignore");
+        assert_eq!(check["sideEffects"], "None");
+        assert_eq!(check["timeoutSeconds"], 5);
+        assert_eq!(check["rules"], rules);
+        assert_eq!(check["clientConfig"]["service"]["path"], "/validate");
+        assert_eq!(check["namespaceSelector"], webhook["namespaceSelector"]);
+        assert_eq!(
+            check["matchConditions"][0]["expression"],
+            format!("has({template}.metadata) && has({template}.metadata.annotations) && {template}.metadata.annotations.exists(k, k.startsWith('dbbind.io/'))")
+        );
+    }
+
+    // Least privilege: read Secrets; its own certificate Secret and webhooks by name only.
     let rules = |kind: &str, name: &str| find(&objects, kind, name)["rules"].clone();
     assert_eq!(
         rules("ClusterRole", "dbbind-secrets"),
@@ -199,7 +240,33 @@ fn the_default_install_is_self_managed_and_locked_down() {
     );
     assert_eq!(
         rules("ClusterRole", "dbbind-webhook"),
-        json!([{"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "resourceNames": ["dbbind"], "verbs": ["get", "update"]}])
+        json!([
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "resourceNames": ["dbbind"], "verbs": ["get", "update"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"], "resourceNames": ["dbbind-workloads"], "verbs": ["get", "update"]},
+        ])
+    );
+
+    // Without the workload check: no configuration, no RBAC for it, nothing to keep current.
+    let without = render(&["webhook.workloads.enabled=false"]).unwrap();
+    assert!(
+        without
+            .iter()
+            .all(|o| o["kind"] != "ValidatingWebhookConfiguration")
+    );
+    assert_eq!(
+        find(&without, "ClusterRole", "dbbind-webhook")["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let env =
+        &find(&without, "Deployment", "dbbind")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .contains(&json!({"name": "DBBIND_VALIDATING_WEBHOOK_CONFIG_NAME", "value": ""})),
+        "{env}"
     );
     assert_eq!(
         find(&objects, "Secret", "dbbind-tls")["type"],
@@ -210,11 +277,16 @@ fn the_default_install_is_self_managed_and_locked_down() {
 #[test]
 fn cert_manager_mode_issues_a_certificate_and_injects_its_ca() {
     let objects = render(&["certificates.mode=cert-manager"]).unwrap();
-    let webhook = find(&objects, "MutatingWebhookConfiguration", "dbbind");
-    assert_eq!(
-        webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
-        "dbbind/dbbind"
-    );
+    for (kind, name) in [
+        ("MutatingWebhookConfiguration", "dbbind"),
+        ("ValidatingWebhookConfiguration", "dbbind-workloads"),
+    ] {
+        assert_eq!(
+            find(&objects, kind, name)["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "dbbind/dbbind",
+            "{kind}"
+        );
+    }
     let certificate = find(&objects, "Certificate", "dbbind");
     assert_eq!(certificate["spec"]["secretName"], "dbbind-tls");
     assert_eq!(
@@ -276,6 +348,16 @@ fn secret_mode_needs_a_secret_and_its_ca() {
         find(&objects, "MutatingWebhookConfiguration", "dbbind")["webhooks"][0]["clientConfig"]["caBundle"],
         "Zm9v"
     );
+    for check in find(
+        &objects,
+        "ValidatingWebhookConfiguration",
+        "dbbind-workloads",
+    )["webhooks"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(check["clientConfig"]["caBundle"], "Zm9v");
+    }
     assert_eq!(
         find(&objects, "Deployment", "dbbind")["spec"]["template"]["spec"]["volumes"][0]["secret"]
             ["secretName"],

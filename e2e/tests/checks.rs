@@ -24,6 +24,9 @@ pub const ALL: &[(&str, Check)] = &[
     ("kubectl_shows_warnings_and_denials", |e| {
         Box::pin(kubectl_messages(e))
     }),
+    ("kubectl_apply_checks_workload_templates", |e| {
+        Box::pin(workload_templates(e))
+    }),
     ("a_server_side_dry_run_is_patched_and_leaves_nothing", |e| {
         Box::pin(dry_run(e))
     }),
@@ -55,6 +58,20 @@ fn pod(name: &str, annotations: &[(&str, &str)]) -> String {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "annotations": annotations},
         "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]},
+    })
+    .to_string()
+}
+
+fn deployment(name: &str, annotations: &[(&str, &str)]) -> String {
+    let annotations: serde_json::Map<String, Value> = annotations
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
+            "metadata": {"labels": {"app": name}, "annotations": annotations},
+            "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0"}]}}},
     })
     .to_string()
 }
@@ -197,6 +214,87 @@ async fn kubectl_messages(environment: &mut Environment) -> Result<()> {
     Ok(())
 }
 
+/// What a user sees at `kubectl apply` of a Deployment: its template's mistakes deny it (and
+/// nothing is created), a Secret that is not there yet is a warning.
+async fn workload_templates(environment: &mut Environment) -> Result<()> {
+    let typo = deployment(
+        "orders2",
+        &[
+            ("dbbind.io/secret", "orders-db-conn"),
+            ("dbbind.io/profile", "cnpgg"),
+        ],
+    );
+    let message = "admission webhook \"workloads.dbbind.io\" denied the request: dbbind: annotation \"dbbind.io/profile\": unknown profile \"cnpgg\"";
+    for dry_run in [true, false] {
+        let mut args = vec!["apply", "-n", "e2e-checks", "-f", "-"];
+        if dry_run {
+            args.push("--dry-run=server");
+        }
+        let denied = environment.plane.kubectl_run(&args, Some(&typo))?;
+        if denied.success || !denied.stderr.contains(message) {
+            return Err(Error::new(format!(
+                "expected the denial (dry run: {dry_run}); stderr: {}",
+                denied.stderr
+            )));
+        }
+    }
+    let left = environment
+        .plane
+        .kubectl_run(&["get", "deployment", "orders2", "-n", "e2e-checks"], None)?;
+    if left.success || !left.stderr.contains("NotFound") {
+        return Err(Error::new("the denied Deployment was created"));
+    }
+
+    let warned = kubectl(
+        environment,
+        &["apply", "-n", "e2e-checks", "-f", "-"],
+        &deployment(
+            "orders-later",
+            &[
+                ("dbbind.io/secret", "applied-later"),
+                ("dbbind.io/profile", "generic"),
+            ],
+        ),
+    )?;
+    let warning = "Warning: dbbind: Secret \"applied-later\" not found in namespace \"e2e-checks\"; the pod refers to it through profile \"generic\" and starts once it exists";
+    if !warned.stderr.contains(warning) || !warned.stdout.contains("created") {
+        return Err(Error::new(format!(
+            "expected the Deployment created with the warning; stdout: {}; stderr: {}",
+            warned.stdout, warned.stderr
+        )));
+    }
+    // The template is stored as applied: the check never patches.
+    let stored = kubectl(
+        environment,
+        &[
+            "get",
+            "deployment",
+            "orders-later",
+            "-n",
+            "e2e-checks",
+            "-o",
+            "json",
+        ],
+        "",
+    )?;
+    let stored: Value =
+        serde_json::from_str(&stored.stdout).map_err(|e| Error::new(e.to_string()))?;
+    let template = &stored["spec"]["template"];
+    if template["metadata"]["annotations"]
+        .get("dbbind.io/status")
+        .is_some()
+        || template["spec"]["containers"][0].get("env").is_some()
+    {
+        return Err(Error::new(format!("the template was changed: {template}")));
+    }
+    kubectl(
+        environment,
+        &["delete", "deployment", "orders-later", "-n", "e2e-checks"],
+        "",
+    )?;
+    Ok(())
+}
+
 async fn dry_run(environment: &mut Environment) -> Result<()> {
     let created = kubectl(
         environment,
@@ -308,6 +406,15 @@ async fn stopped(environment: &mut Environment) -> Result<()> {
         environment,
         &["apply", "-n", "e2e-checks", "-f", "-"],
         &pod("plain-while-down", &[]),
+    )?;
+    // The workload check fails open: applying a Deployment still works.
+    kubectl(
+        environment,
+        &["apply", "-n", "e2e-checks", "-f", "-"],
+        &deployment(
+            "applied-while-down",
+            &[("dbbind.io/secret", "orders-db-conn")],
+        ),
     )?;
     Ok(())
 }

@@ -110,6 +110,14 @@ pub struct TlsFlags {
     /// Self-managed: the MutatingWebhookConfiguration whose caBundle dbbind keeps current.
     #[arg(long, env = "DBBIND_WEBHOOK_CONFIG_NAME", default_value = "dbbind")]
     pub webhook_config_name: String,
+    /// Self-managed: the ValidatingWebhookConfiguration of the workload check, whose caBundle
+    /// dbbind keeps current too; empty when it is not installed.
+    #[arg(
+        long,
+        env = "DBBIND_VALIDATING_WEBHOOK_CONFIG_NAME",
+        default_value = "dbbind-workloads"
+    )]
+    pub validating_webhook_config_name: String,
     /// Self-managed: extra DNS names for the serving certificate (comma separated).
     #[arg(long, env = "DBBIND_EXTRA_DNS_NAMES", value_delimiter = ',')]
     pub extra_dns_names: Vec<String>,
@@ -313,11 +321,15 @@ fn start_certificates(
     tracing::info!(%namespace, secret = %args.tls.cert_secret_name, "self-managed certificates");
     let manager = Manager {
         secrets: Api::namespaced(client.clone(), &namespace),
-        webhooks: Api::all(client),
+        webhooks: Api::all(client.clone()),
+        validating_webhooks: Api::all(client),
         location: Location {
             namespace,
             secret_name: args.tls.cert_secret_name.clone(),
             webhook_config_name: args.tls.webhook_config_name.clone(),
+            validating_webhook_config_name: Some(&args.tls.validating_webhook_config_name)
+                .filter(|name| !name.is_empty())
+                .cloned(),
         },
         policy: Policy {
             names,

@@ -1,6 +1,7 @@
 //! Self-managed certificates: dbbind makes its own CA and short-lived serving certificate, keeps
-//! them in a Secret of its namespace, keeps the MutatingWebhookConfiguration's `caBundle`
-//! current, and rotates before expiry.
+//! them in a Secret of its namespace, keeps the `caBundle` of its webhook configurations (the
+//! Pod webhook's MutatingWebhookConfiguration and the workload check's
+//! ValidatingWebhookConfiguration) current, and rotates before expiry.
 //!
 //! Several replicas run this at once. The Secret is the single source of truth and is written
 //! with optimistic concurrency (create, or replace at the resourceVersion read): a replica that
@@ -15,11 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -243,7 +248,10 @@ impl CertFacts {
 pub struct Location {
     pub namespace: String,
     pub secret_name: String,
+    /// The MutatingWebhookConfiguration of the Pod webhook.
     pub webhook_config_name: String,
+    /// The ValidatingWebhookConfiguration of the workload check, if installed.
+    pub validating_webhook_config_name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -313,10 +321,67 @@ fn secret_of(location: &Location, material: &Material, existing: Option<&Secret>
     }
 }
 
+/// A webhook configuration whose caBundles dbbind keeps current.
+trait WebhookConfiguration:
+    kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Serialize
+{
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig>;
+}
+
+impl WebhookConfiguration for MutatingWebhookConfiguration {
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|webhook| &mut webhook.client_config).collect()
+    }
+}
+
+impl WebhookConfiguration for ValidatingWebhookConfiguration {
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|webhook| &mut webhook.client_config).collect()
+    }
+}
+
+/// Sets every webhook's caBundle in the configuration `name` to `bundle`. A missing
+/// configuration is not an error (it may not be installed yet); a conflict is retried on the
+/// next pass.
+async fn sync_ca_bundle<K: WebhookConfiguration>(
+    api: &Api<K>,
+    name: &str,
+    bundle: &str,
+) -> Result<(), SelfManagedError> {
+    let kind = K::kind(&());
+    let Some(mut config) = api.get_opt(name).await? else {
+        tracing::warn!(webhook_configuration = %name, %kind, "webhook configuration not found; caBundle not set");
+        return Ok(());
+    };
+    let wanted = ByteString(bundle.as_bytes().to_vec());
+    let mut changed = false;
+    for client_config in config.client_configs() {
+        if client_config.ca_bundle.as_ref() != Some(&wanted) {
+            client_config.ca_bundle = Some(wanted.clone());
+            changed = true;
+        }
+    }
+    if changed {
+        match api.replace(name, &PostParams::default(), &config).await {
+            Ok(_) => tracing::info!(webhook_configuration = %name, %kind, "caBundle updated"),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tracing::info!(webhook_configuration = %name, %kind, "caBundle update conflicted; retrying on the next pass");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Keeps certificates current against the API server.
 pub struct Manager {
     pub secrets: Api<Secret>,
     pub webhooks: Api<MutatingWebhookConfiguration>,
+    /// Where the workload check's configuration is, when
+    /// [`Location::validating_webhook_config_name`] names one.
+    pub validating_webhooks: Api<ValidatingWebhookConfiguration>,
     pub location: Location,
     pub policy: Policy,
     pub store: Arc<CertStore>,
@@ -395,34 +460,12 @@ impl Manager {
         }
     }
 
-    /// Sets every webhook's caBundle in the configuration to `bundle`. A missing configuration is
-    /// not an error (it may not be installed yet); a conflict is retried on the next pass.
+    /// Sets the caBundle of every webhook in dbbind's configurations (the Pod webhook's, and the
+    /// workload check's when there is one) to `bundle`.
     async fn sync_ca_bundle(&self, bundle: &str) -> Result<(), SelfManagedError> {
-        let name = &self.location.webhook_config_name;
-        let Some(mut config) = self.webhooks.get_opt(name).await? else {
-            tracing::warn!(webhook_configuration = %name, "MutatingWebhookConfiguration not found; caBundle not set");
-            return Ok(());
-        };
-        let wanted = ByteString(bundle.as_bytes().to_vec());
-        let mut changed = false;
-        for webhook in config.webhooks.iter_mut().flatten() {
-            if webhook.client_config.ca_bundle.as_ref() != Some(&wanted) {
-                webhook.client_config.ca_bundle = Some(wanted.clone());
-                changed = true;
-            }
-        }
-        if changed {
-            match self
-                .webhooks
-                .replace(name, &PostParams::default(), &config)
-                .await
-            {
-                Ok(_) => tracing::info!(webhook_configuration = %name, "caBundle updated"),
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    tracing::info!(webhook_configuration = %name, "caBundle update conflicted; retrying on the next pass");
-                }
-                Err(error) => return Err(error.into()),
-            }
+        sync_ca_bundle(&self.webhooks, &self.location.webhook_config_name, bundle).await?;
+        if let Some(name) = &self.location.validating_webhook_config_name {
+            sync_ca_bundle(&self.validating_webhooks, name, bundle).await?;
         }
         Ok(())
     }

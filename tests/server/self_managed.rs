@@ -40,11 +40,13 @@ fn manager(client: kube::Client, policy: Policy) -> (Manager, Arc<CertStore>) {
     let store = CertStore::new();
     let manager = Manager {
         secrets: Api::namespaced(client.clone(), "dbbind"),
-        webhooks: Api::all(client),
+        webhooks: Api::all(client.clone()),
+        validating_webhooks: Api::all(client),
         location: Location {
             namespace: "dbbind".to_owned(),
             secret_name: "dbbind-tls".to_owned(),
             webhook_config_name: "dbbind".to_owned(),
+            validating_webhook_config_name: None,
         },
         policy,
         store: Arc::clone(&store),
@@ -241,4 +243,67 @@ fn pem_to_der(pem: &[u8]) -> Vec<u8> {
         .unwrap()
         .unwrap()
         .to_vec()
+}
+
+const VALIDATING_PATH: &str =
+    "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/dbbind-workloads";
+
+fn validating_config(ca_bundle: Option<&str>) -> Value {
+    let mut config = webhook_config(ca_bundle);
+    config["kind"] = json!("ValidatingWebhookConfiguration");
+    config["metadata"]["name"] = json!("dbbind-workloads");
+    config["webhooks"][0]["name"] = json!("workloads.dbbind.io");
+    config["webhooks"][0]["clientConfig"]["url"] = json!("https://127.0.0.1:8443/validate");
+    config
+}
+
+#[tokio::test]
+async fn both_webhook_configurations_trust_the_ca_before_it_is_used() {
+    dbbind::tls::install_crypto_provider();
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let (mut checked, _store) = manager(client, policy(true));
+    checked.location.validating_webhook_config_name = Some("dbbind-workloads".to_owned());
+    let run = tokio::spawn(async move { checked.reconcile().await });
+
+    let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+    send.send_response(json_response(404, &status(404, "NotFound")));
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &webhook_config(None)));
+    let (mutating, send) = expect(&mut handle, Method::PUT, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &with_version(mutating.clone(), "8")));
+    let (_, send) = expect(&mut handle, Method::GET, VALIDATING_PATH).await;
+    send.send_response(json_response(200, &validating_config(Some("b2xk"))));
+    let (validating, send) = expect(&mut handle, Method::PUT, VALIDATING_PATH).await;
+    send.send_response(json_response(200, &with_version(validating.clone(), "8")));
+    // Only then is the Secret with certificates from the new CA created.
+    let (created, send) = expect(&mut handle, Method::POST, SECRETS_PATH).await;
+    send.send_response(json_response(201, &with_version(created.clone(), "1")));
+    let bundle = &created["data"]["ca-bundle.crt"];
+    assert_eq!(&mutating["webhooks"][0]["clientConfig"]["caBundle"], bundle);
+    assert_eq!(
+        &validating["webhooks"][0]["clientConfig"]["caBundle"],
+        bundle
+    );
+    assert_eq!(validating["kind"], "ValidatingWebhookConfiguration");
+    // The final check finds both current.
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &with_version(mutating, "8")));
+    let (_, send) = expect(&mut handle, Method::GET, VALIDATING_PATH).await;
+    send.send_response(json_response(200, &with_version(validating, "8")));
+    run.await.unwrap().unwrap();
+
+    // A workload check that is not installed is no error.
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let (mut checked, _store) = manager(client, policy(true));
+    checked.location.validating_webhook_config_name = Some("dbbind-workloads".to_owned());
+    let run = tokio::spawn(async move { checked.reconcile().await });
+    let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+    send.send_response(json_response(200, &with_version(created.clone(), "1")));
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &webhook_config(bundle.as_str())));
+    let (_, send) = expect(&mut handle, Method::GET, VALIDATING_PATH).await;
+    send.send_response(json_response(404, &status(404, "NotFound")));
+    run.await.unwrap().unwrap();
 }

@@ -37,6 +37,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- include "dbbind.fullname" . -}}
 {{- end -}}
 
+{{- define "dbbind.workloadsWebhookName" -}}
+{{- printf "%s-workloads" (include "dbbind.fullname" .) -}}
+{{- end -}}
+
 {{- define "dbbind.tlsSecretName" -}}
 {{- if eq .Values.certificates.mode "secret" -}}
 {{- required "certificates.secret.name is required with certificates.mode=secret" .Values.certificates.secret.name -}}

@@ -8,6 +8,61 @@
 use std::process::ExitCode;
 
 use dbbind_e2e::scenarios::{self, Environment, SCENARIOS};
+use dbbind_e2e::{Error, Result};
+use serde_json::json;
+
+/// What a user sees at `kubectl apply` of a Deployment with a typo in its template, and of one
+/// whose Secret is not there yet.
+fn feedback(environment: &Environment) -> Result<()> {
+    let namespace = "demo-feedback";
+    scenarios::opted_in_namespace(&environment.plane, namespace)?;
+    let deployment = |name: &str, annotations: serde_json::Value| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
+                "metadata": {"labels": {"app": name}, "annotations": annotations},
+                "spec": {"containers": [{"name": "app", "image": "registry.example.com/orders:1.0"}]}}},
+        })
+        .to_string()
+    };
+    println!("## feedback at kubectl apply (namespace {namespace})");
+    let cases = [
+        (
+            "a typo in the profile",
+            deployment(
+                "orders2",
+                json!({"dbbind.io/secret": "orders-db", "dbbind.io/profile": "cnpgg"}),
+            ),
+            false,
+        ),
+        (
+            "a Secret applied later",
+            deployment(
+                "orders3",
+                json!({"dbbind.io/secret": "orders-db", "dbbind.io/profile": "generic"}),
+            ),
+            true,
+        ),
+    ];
+    for (what, manifest, accepted) in cases {
+        println!("{what}: $ kubectl apply -n {namespace} -f deployment.yaml");
+        let output = environment
+            .plane
+            .kubectl_run(&["apply", "-n", namespace, "-f", "-"], Some(&manifest))?;
+        // kubectl prints warnings (stderr) before the result (stdout).
+        for line in output.stderr.lines().chain(output.stdout.lines()) {
+            println!("  {line}");
+        }
+        if output.success != accepted {
+            return Err(Error::new(format!(
+                "{what}: kubectl apply succeeded: {}",
+                output.success
+            )));
+        }
+    }
+    println!();
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let keep = std::env::args().any(|arg| arg == "--keep");
@@ -60,6 +115,11 @@ fn main() -> ExitCode {
         SCENARIOS.len() - failed,
         SCENARIOS.len()
     );
+    println!();
+    if let Err(error) = feedback(&environment) {
+        failed += 1;
+        println!("  FAILED: {error}");
+    }
     if keep {
         println!(
             "\nThe cluster keeps running; try:\n  {}/kubectl --kubeconfig {} get pods -A\nCtrl-C stops everything.",
