@@ -5,11 +5,13 @@
 //! profiles in effect ([`profiles`]), metrics, logs, and the command line ([`cli`]).
 //!
 //! Modules, leaves first: [`logging`], [`metrics`], [`reload`] (one timer loop for everything
-//! re-checked), [`tasks`] (the background tasks of `serve`, owned), [`cache`], [`profiles`],
-//! [`tls`], [`server`], [`cli`]. Each imports only modules before it in this list.
+//! re-checked), [`tasks`] (the background tasks of `serve`, owned), [`events`] (Events for
+//! controller-made pods), [`cache`], [`profiles`], [`tls`], [`server`], [`cli`]. Each imports
+//! only modules before it in this list.
 
 pub mod cache;
 pub mod cli;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod profiles;

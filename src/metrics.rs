@@ -96,6 +96,48 @@ impl EncodeLabelValue for Webhook {
     }
 }
 
+/// What became of an Event dbbind offered (see `events`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum EventResult {
+    /// Written to the API server.
+    Sent,
+    /// The same message for the same owner was written within the dedup window.
+    Deduplicated,
+    /// The queue was full: dropped rather than delay an admission.
+    Dropped,
+    /// The API server refused it (e.g. no RBAC for events).
+    Failed,
+}
+
+impl EventResult {
+    pub const ALL: [EventResult; 4] = [
+        EventResult::Sent,
+        EventResult::Deduplicated,
+        EventResult::Dropped,
+        EventResult::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventResult::Sent => "sent",
+            EventResult::Deduplicated => "deduplicated",
+            EventResult::Dropped => "dropped",
+            EventResult::Failed => "failed",
+        }
+    }
+}
+
+impl EncodeLabelValue for EventResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    result: EventResult,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     webhook: Webhook,
@@ -115,6 +157,7 @@ pub struct Metrics {
     bindings: Family<ProfileLabels, Counter>,
     cache_objects: Gauge,
     certificate_expiry: Gauge,
+    events: Family<EventLabels, Counter>,
 }
 
 impl Metrics {
@@ -154,6 +197,15 @@ impl Metrics {
             "When the serving certificate expires, in seconds since the epoch",
             certificate_expiry.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "dbbind_events",
+            "Events offered for controller-made pods, by what became of them",
+            events.clone(),
+        );
+        for result in EventResult::ALL {
+            let _ = events.get_or_create(&EventLabels { result });
+        }
         // Every outcome is exported from the start, so rates work before the first denial.
         for webhook in Webhook::ALL {
             for outcome in Outcome::ALL {
@@ -167,6 +219,7 @@ impl Metrics {
             bindings,
             cache_objects,
             certificate_expiry,
+            events,
         }
     }
 
@@ -184,6 +237,10 @@ impl Metrics {
                 profile: profile.to_owned(),
             })
             .inc();
+    }
+
+    pub fn observe_event(&self, result: EventResult) {
+        self.events.get_or_create(&EventLabels { result }).inc();
     }
 
     pub fn set_cache_objects(&self, count: usize) {

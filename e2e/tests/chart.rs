@@ -100,6 +100,8 @@ fn the_default_install_is_self_managed_and_locked_down() {
         [
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
@@ -233,6 +235,10 @@ fn the_default_install_is_self_managed_and_locked_down() {
     assert_eq!(
         rules("ClusterRole", "dbbind-secrets"),
         json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}])
+    );
+    assert_eq!(
+        rules("ClusterRole", "dbbind-events"),
+        json!([{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}])
     );
     assert_eq!(
         rules("Role", "dbbind-certificates"),
@@ -407,17 +413,32 @@ fn custom_profiles_become_a_profiles_file_dbbind_loads() {
 #[test]
 fn watched_namespaces_get_roles_instead_of_a_cluster_role() {
     let objects = render(&["watchNamespaces={shop,billing}"]).unwrap();
-    assert!(
-        !objects
-            .iter()
-            .any(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "dbbind-secrets")
-    );
+    for cluster_wide in ["dbbind-secrets", "dbbind-events"] {
+        assert!(
+            !objects
+                .iter()
+                .any(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == cluster_wide)
+        );
+    }
     for namespace in ["shop", "billing"] {
-        let role = objects
-            .iter()
-            .find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == namespace)
-            .unwrap();
-        assert_eq!(role["rules"][0]["verbs"], json!(["get", "list", "watch"]));
+        let role = |name: &str| {
+            objects
+                .iter()
+                .find(|o| {
+                    o["kind"] == "Role"
+                        && o["metadata"]["namespace"] == namespace
+                        && o["metadata"]["name"] == name
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            role("dbbind-secrets")["rules"][0]["verbs"],
+            json!(["get", "list", "watch"])
+        );
+        assert_eq!(
+            role("dbbind-events")["rules"][0]["verbs"],
+            json!(["create", "patch"])
+        );
     }
 }
 

@@ -27,6 +27,10 @@ pub const ALL: &[(&str, Check)] = &[
     ("kubectl_apply_checks_workload_templates", |e| {
         Box::pin(workload_templates(e))
     }),
+    (
+        "a_controller_made_pods_warning_is_an_event_on_its_owner",
+        |e| Box::pin(owner_events(e)),
+    ),
     ("a_server_side_dry_run_is_patched_and_leaves_nothing", |e| {
         Box::pin(dry_run(e))
     }),
@@ -295,6 +299,82 @@ async fn workload_templates(environment: &mut Environment) -> Result<()> {
     Ok(())
 }
 
+/// The warning a ReplicaSet's pod got shows on the ReplicaSet (`kubectl describe rs`); a dry
+/// run records nothing.
+async fn owner_events(environment: &mut Environment) -> Result<()> {
+    kubectl(
+        environment,
+        &["apply", "-n", "e2e-checks", "-f", "-"],
+        &deployment("evented", &[("dbbind.io/secret", "orders-db-conn")]),
+    )?;
+    let client = environment.plane.client().await?;
+    let made = scenarios::wait_for_pod(&client, "e2e-checks", "evented").await?;
+    let owner = made
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|owners| owners.first())
+        .ok_or_else(|| Error::new("the pod has no owner"))?;
+    let warning = "dbbind: binding \"db\": profile \"generic\" finds no uri, sslmode in Secret \"orders-db-conn\"; left out";
+    let started = std::time::Instant::now();
+    loop {
+        let described = kubectl(
+            environment,
+            &["describe", "replicaset", &owner.name, "-n", "e2e-checks"],
+            "",
+        )?;
+        if described.stdout.contains("BindingWarning") && described.stdout.contains(warning) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            return Err(Error::new(format!(
+                "no BindingWarning on ReplicaSet {}:\n{}",
+                owner.name, described.stdout
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A dry run of a pod the same ReplicaSet owns, with a warning of its own: no Event.
+    let mut dry: Value = serde_json::from_str(&pod(
+        "dry-evented",
+        &[
+            ("dbbind.io/secret", "dry-only"),
+            ("dbbind.io/profile", "generic"),
+        ],
+    ))
+    .map_err(|e| Error::new(e.to_string()))?;
+    dry["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner.name, "uid": owner.uid,
+    }]);
+    let created = kubectl(
+        environment,
+        &["create", "--dry-run=server", "-n", "e2e-checks", "-f", "-"],
+        &dry.to_string(),
+    )?;
+    if !created.stderr.contains("\"dry-only\" not found") {
+        return Err(Error::new(format!(
+            "the dry run got no warning: {}",
+            created.stderr
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = kubectl(
+        environment,
+        &["get", "events", "-n", "e2e-checks", "-o", "json"],
+        "",
+    )?;
+    if events.stdout.contains("dry-only") {
+        return Err(Error::new("a dry run recorded an Event"));
+    }
+    kubectl(
+        environment,
+        &["delete", "deployment", "evented", "-n", "e2e-checks"],
+        "",
+    )?;
+    Ok(())
+}
+
 async fn dry_run(environment: &mut Environment) -> Result<()> {
     let created = kubectl(
         environment,
@@ -475,9 +555,13 @@ async fn captured_reviews(environment: &mut Environment) -> Result<()> {
         "delete-pod",
         "update-deployment",
         "create-statefulset",
+        "update-statefulset",
         "create-daemonset",
+        "update-daemonset",
         "create-replicaset",
+        "update-replicaset",
         "create-job",
+        "update-job",
         "create-cronjob",
         "update-cronjob",
     ];
@@ -517,7 +601,14 @@ async fn captured_reviews(environment: &mut Environment) -> Result<()> {
                     &workload.to_string(),
                 )?;
             }
-            for object in ["deployment/orders", "cronjob/orders-cron"] {
+            for object in [
+                "deployment/orders",
+                "statefulset/orders-sts",
+                "daemonset/orders-ds",
+                "replicaset/orders-rs",
+                "job/orders-job",
+                "cronjob/orders-cron",
+            ] {
                 kubectl(
                     environment,
                     &["label", object, "-n", "shop", "tier=backend"],
@@ -586,9 +677,13 @@ fn classify(reviews: &[Value]) -> std::collections::BTreeMap<&'static str, Value
             ("Deployment", "CREATE") => "create-deployment",
             ("Deployment", "UPDATE") => "update-deployment",
             ("StatefulSet", "CREATE") => "create-statefulset",
+            ("StatefulSet", "UPDATE") => "update-statefulset",
             ("DaemonSet", "CREATE") => "create-daemonset",
+            ("DaemonSet", "UPDATE") => "update-daemonset",
             ("ReplicaSet", "CREATE") if name == "orders-rs" => "create-replicaset",
+            ("ReplicaSet", "UPDATE") if name == "orders-rs" => "update-replicaset",
             ("Job", "CREATE") => "create-job",
+            ("Job", "UPDATE") => "update-job",
             ("CronJob", "CREATE") => "create-cronjob",
             ("CronJob", "UPDATE") => "update-cronjob",
             ("Pod", "CREATE") if request["dryRun"] == true => "create-pod-dry-run",

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use crate::cache::{ScopedSecretCache, secret_cache};
+use crate::events::event_queue;
 use crate::logging::{self, LogFormat};
 use crate::metrics::Metrics;
 use crate::profiles::SharedProfiles;
@@ -79,6 +80,13 @@ pub struct ServerFlags {
     /// After the drain, how long in-flight requests may take to finish.
     #[arg(long, env = "DBBIND_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Events queued for writing at most; when full, an Event is dropped (and counted) rather
+    /// than delay an admission.
+    #[arg(long, env = "DBBIND_EVENT_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub event_queue_capacity: usize,
+    /// The same Event (owner, reason, message) is written at most once per this window.
+    #[arg(long, env = "DBBIND_EVENT_DEDUP_WINDOW", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub event_dedup_window: Duration,
     /// How often --profiles-file is checked for changes.
     #[arg(long, env = "DBBIND_PROFILES_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub profiles_reload_interval: Duration,
@@ -213,7 +221,7 @@ async fn serve(
 
     start_certificates(
         args,
-        client,
+        client.clone(),
         Arc::clone(&certs),
         Arc::clone(&metrics),
         &mut tasks,
@@ -225,7 +233,17 @@ async fn serve(
         request_timeout: args.server.request_timeout,
         max_concurrent: args.server.max_concurrent_requests,
     };
-    let webhook = WebhookState::new(secrets, profiles, Arc::clone(&metrics), limits);
+    // In a pod, HOSTNAME is the pod's name: which replica wrote an Event.
+    let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "dbbind".to_owned());
+    let (events, event_writer) = event_queue(
+        args.server.event_queue_capacity,
+        args.server.event_dedup_window,
+        &instance,
+        Arc::clone(&metrics),
+    );
+    tasks.spawn("Event writer", event_writer.run(client));
+    let webhook =
+        WebhookState::new(secrets, profiles, Arc::clone(&metrics), limits).with_events(events);
     let server = Server::bind(ServeOptions {
         listen: args.server.listen,
         admin_listen: args.server.admin_listen,

@@ -17,12 +17,13 @@ use dbbind_core::secret::SecretLookup;
 use dbbind_core::workload;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use tokio::sync::Semaphore;
 use tracing::field::Empty;
 
 use super::error::RequestError;
 use super::response::admission_response;
+use crate::events::{EventQueue, PendingEvent, Reason, owner_of};
 use crate::metrics::{Metrics, Outcome, Webhook};
 use crate::profiles::SharedProfiles;
 
@@ -56,6 +57,9 @@ pub struct WebhookState {
     pub profiles: SharedProfiles,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// Where warnings and denials of controller-made pods go as Events; none in tests that do
+    /// not look at them.
+    pub events: Option<EventQueue>,
     slots: Arc<Semaphore>,
 }
 
@@ -71,8 +75,15 @@ impl WebhookState {
             profiles,
             metrics,
             limits,
+            events: None,
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
         }
+    }
+
+    /// Records warnings and denials of controller-made pods as Events through `queue`.
+    pub fn with_events(mut self, queue: EventQueue) -> WebhookState {
+        self.events = Some(queue);
+        self
     }
 }
 
@@ -200,8 +211,56 @@ fn decide(
             tracing::info!(reason = %denial, "denied");
         }
     }
+    if webhook == Webhook::Mutate
+        && let Some(events) = &state.events
+    {
+        offer_events(events, request, &decision);
+    }
     let response = admission_response(request, decision).map_err(|_| RequestError::Patch)?;
     Ok((outcome, response.into_review()))
+}
+
+/// For a Pod a controller is creating (not a dry run), each warning and a denial as an Event on
+/// its owner: the user is not watching the Pod's admission, but `kubectl describe` shows the
+/// owner's Events.
+fn offer_events(
+    events: &EventQueue,
+    request: &AdmissionRequest<DynamicObject>,
+    decision: &Decision,
+) {
+    if request.dry_run || request.operation != Operation::Create {
+        return;
+    }
+    let Some(object) = &request.object else {
+        return;
+    };
+    let owners = object
+        .metadata
+        .owner_references
+        .as_deref()
+        .unwrap_or_default();
+    let Some(owner) = owner_of(owners) else {
+        return;
+    };
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| object.metadata.namespace.clone())
+        .unwrap_or_default();
+    let offer = |reason: Reason, message: &str| {
+        events.offer(PendingEvent {
+            namespace: namespace.clone(),
+            owner: owner.clone(),
+            reason,
+            message: message.to_owned(),
+        });
+    };
+    for warning in decision.warnings() {
+        offer(Reason::BindingWarning, warning.message());
+    }
+    if let Decision::Deny { denial, .. } = decision {
+        offer(Reason::BindingDenied, denial.message());
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

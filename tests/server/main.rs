@@ -7,6 +7,7 @@
 mod support;
 
 mod cache;
+mod events;
 mod harness;
 mod review;
 mod router;

@@ -13,13 +13,17 @@ use tower::ServiceExt;
 
 use crate::harness::{review_fixture, webhook_state};
 
-const WORKLOADS: [&str; 8] = [
+const WORKLOADS: [&str; 12] = [
     "create-deployment.json",
     "update-deployment.json",
     "create-statefulset.json",
+    "update-statefulset.json",
     "create-daemonset.json",
+    "update-daemonset.json",
     "create-replicaset.json",
+    "update-replicaset.json",
     "create-job.json",
+    "update-job.json",
     "create-cronjob.json",
     "update-cronjob.json",
 ];

@@ -60,6 +60,29 @@ fn feedback(environment: &Environment) -> Result<()> {
             )));
         }
     }
+    // The accepted Deployment's pods are warned too; the warning shows on their ReplicaSet.
+    println!("its ReplicaSet: $ kubectl events -n {namespace}");
+    let started = std::time::Instant::now();
+    loop {
+        let events = environment
+            .plane
+            .kubectl_run(&["events", "-n", namespace], None)?;
+        let lines: Vec<&str> = events
+            .stdout
+            .lines()
+            .filter(|line| line.starts_with("LAST SEEN") || line.contains("BindingWarning"))
+            .collect();
+        if lines.len() > 1 {
+            for line in lines {
+                println!("  {line}");
+            }
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            return Err(Error::new("no BindingWarning Event on the ReplicaSet"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     println!();
     Ok(())
 }
