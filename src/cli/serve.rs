@@ -242,6 +242,9 @@ async fn serve(
         Arc::clone(&metrics),
     );
     tasks.spawn("Event writer", event_writer.run(client));
+    // Held until serve returns: the router's copy goes when the listener stops, during the
+    // drain, and the writer must not end (and be taken for a failed task) before that.
+    let _events_open = events.clone();
     let webhook =
         WebhookState::new(secrets, profiles, Arc::clone(&metrics), limits).with_events(events);
     let server = Server::bind(ServeOptions {
