@@ -1,9 +1,10 @@
 //! A real control plane on loopback: etcd, kube-apiserver, kube-controller-manager, each on a
 //! free port, with a CA, serving certificate, service-account key and admin token made here.
 //!
-//! There is no kubelet or scheduler: pods stay Pending, which is all admission needs. The
-//! controller manager is what makes a Deployment's ReplicaSet create Pods (with an empty name
-//! and a generateName, as in production) and gives each namespace its default ServiceAccount.
+//! The controller manager is what makes a Deployment's ReplicaSet create Pods (with an empty
+//! name and a generateName, as in production) and gives each namespace its default
+//! ServiceAccount; its node lifecycle controller lifts the not-ready taint from the node (see
+//! [`crate::node`]) once it reports Ready, without which nothing would be scheduled there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -140,13 +141,23 @@ impl ControlPlane {
             format!("--kubeconfig={kubeconfig_arg}"),
             format!("--authentication-kubeconfig={kubeconfig_arg}"),
             format!("--authorization-kubeconfig={kubeconfig_arg}"),
-            format!("--service-account-private-key-file={}", plane.dir.path().join("sa.key").display()),
-            format!("--root-ca-file={}", plane.dir.path().join("ca.crt").display()),
+            format!(
+                "--service-account-private-key-file={}",
+                plane.dir.path().join("sa.key").display()
+            ),
+            format!(
+                "--root-ca-file={}",
+                plane.dir.path().join("ca.crt").display()
+            ),
             "--leader-elect=false".to_owned(),
             "--bind-address=127.0.0.1".to_owned(),
             format!("--secure-port={}", free_port()?),
-            format!("--cert-dir={}", plane.dir.path().join("kcm-certs").display()),
-            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route".to_owned(),
+            format!(
+                "--cert-dir={}",
+                plane.dir.path().join("kcm-certs").display()
+            ),
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route"
+                .to_owned(),
         ]);
         plane.controller_manager = Daemon::start(
             "kube-controller-manager",

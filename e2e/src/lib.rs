@@ -1,19 +1,24 @@
 //! dbbind's end-to-end harness. It starts, on free loopback ports and with a PKI of its own,
 //! Debian's etcd, the pinned upstream kube-apiserver and kube-controller-manager (built by
-//! `scripts/k8s-tools`), Debian's PostgreSQL, and `dbbind serve`; registers the webhook the way
-//! `webhook-config/` does, with a URL client config; and resolves a pod's environment the way the
-//! kubelet does, to connect to the database with what dbbind injected.
+//! `scripts/k8s-tools`), a real node (containerd from `scripts/node-tools`, Debian's runc, the
+//! kubelet and kube-scheduler), Debian's PostgreSQL, and `dbbind serve`; registers the webhook
+//! the way `webhook-config/` does, with a URL client config; and runs the examples' pods on the
+//! node, where an unmodified psql connects with what the kubelet gave the container.
 //!
 //! Everything it starts stops when its handle is dropped.
 
+pub mod app;
 pub mod capture;
 pub mod cluster;
-pub mod kubelet;
+pub mod forward;
+pub mod image;
+pub mod node;
 pub mod postgres;
 pub mod process;
 pub mod scenarios;
 pub mod tools;
 pub mod webhook;
+pub mod workload;
 
 use std::fmt;
 

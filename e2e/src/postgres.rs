@@ -1,4 +1,6 @@
-//! A real PostgreSQL from Debian's packages, in a temporary directory, on a free port.
+//! A real PostgreSQL from Debian's packages, in a temporary directory, on a free port, with TLS
+//! on (a certificate from the suite's database CA, for the names clients use), so clients that
+//! ask for `sslmode=require` or `verify-full` get it.
 //!
 //! PostgreSQL refuses to run as root, so its programs run as the `postgres` user through
 //! `setpriv`, which execs them: the process handle is the server itself and stops with it.
@@ -6,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use dbbind::tls::generate::{PemPair, SubjectNames, issue_serving};
 
 use crate::process::Daemon;
 use crate::tools::{self, free_port};
@@ -27,7 +31,9 @@ pub struct Account<'a> {
 }
 
 impl Postgres {
-    pub fn start() -> Result<Postgres> {
+    /// Starts a server whose TLS certificate `ca` signs, for `localhost`, 127.0.0.1 and
+    /// `hosts` (the names clients reach it by, so `verify-full` holds).
+    pub fn start(ca: &PemPair, hosts: &[&str]) -> Result<Postgres> {
         let bin = tools::postgres_bin_dir()?;
         let dir = tempfile::Builder::new().prefix("dbbind-pg-").tempdir()?;
         let data = dir.path().join("data");
@@ -50,6 +56,24 @@ impl Postgres {
                 "-D",
             ])
             .arg(&data))?;
+        // TLS: the server's key must be the server user's and private.
+        let now = time::OffsetDateTime::now_utc();
+        let day = Duration::from_secs(86_400);
+        let mut dns = vec!["localhost".to_owned()];
+        dns.extend(hosts.iter().map(|host| (*host).to_owned()));
+        let names = SubjectNames {
+            dns,
+            ips: vec!["127.0.0.1".parse().map_err(|_| Error::new("ip"))?],
+        };
+        let serving = issue_serving(ca, &names, day, now).map_err(|e| Error::new(e.to_string()))?;
+        let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+        std::fs::write(&cert, &serving.cert_pem)?;
+        std::fs::write(&key, &serving.key_pem)?;
+        run(Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&cert)
+            .arg(&key))?;
+        run(Command::new("chmod").arg("600").arg(&key))?;
         let port = free_port()?;
         let mut server = as_postgres(&bin.join("postgres"));
         server
@@ -60,6 +84,8 @@ impl Postgres {
                 &port.to_string(),
                 "-c",
                 "listen_addresses=127.0.0.1",
+                "-c",
+                "ssl=on",
                 "-c",
             ])
             .arg(format!("unix_socket_directories={}", socket_dir.display()));

@@ -3,18 +3,22 @@
 //! environment (resolved like the kubelet does) is used to connect to PostgreSQL.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::ListParams;
 use serde_json::Value;
 
+use dbbind::tls::generate::{PemPair, new_ca};
+
+use crate::app::{self, Mode, Way};
 use crate::cluster::ControlPlane;
-use crate::kubelet::{self, Resolved};
+use crate::forward::Forwarder;
+use crate::node::Node;
 use crate::postgres::{Account, Postgres};
 use crate::tools::repo_root;
 use crate::webhook::Dbbind;
+use crate::workload::{self, Expected};
 use crate::{Error, Result};
 
 /// One example and whom its pod must reach the database as.
@@ -27,6 +31,9 @@ pub struct Scenario {
     pub bindings: &'static [(&'static str, &'static str, &'static str, &'static str)],
     /// Which database server the scenario's Secret describes (see [`Servers`]).
     pub server: Server,
+    /// The database host names its pods read, mapped to the server's loopback address by
+    /// `hostAliases` (the stand-in for cluster DNS).
+    pub hosts: &'static [&'static str],
 }
 
 /// The database servers of the suite. The Bitnami chart's database is a server of its own: its
@@ -40,13 +47,50 @@ pub enum Server {
 pub struct Servers {
     pub shared: Postgres,
     pub embedded: Postgres,
+    /// The CA of both servers' certificates; the app image trusts it (libpq's default
+    /// `~/.postgresql/root.crt`), as a company image trusts its databases' CA.
+    pub ca: PemPair,
+    _forwarders: Vec<Forwarder>,
 }
+
+/// Where pods reach each server: a loopback address of its own, on the ports the examples'
+/// Secrets name, forwarded to the server's free port (see [`crate::forward`]).
+pub const SHARED_ADDRESS: &str = "127.9.0.1";
+pub const EMBEDDED_ADDRESS: &str = "127.9.0.2";
+/// PostgreSQL's port, and the CockroachDB broker's.
+const PORTS: [u16; 2] = [5432, 26257];
 
 impl Servers {
     pub fn start() -> Result<Servers> {
+        let now = time::OffsetDateTime::now_utc();
+        let ca = new_ca("dbbind e2e database CA", Duration::from_secs(86_400), now)
+            .map_err(|e| Error::new(e.to_string()))?;
+        let hosts = |server: Server| -> Vec<&str> {
+            SCENARIOS
+                .iter()
+                .filter(|scenario| scenario.server == server)
+                .flat_map(|scenario| scenario.hosts.iter().copied())
+                .collect()
+        };
+        let shared = Postgres::start(&ca, &hosts(Server::Shared))?;
+        let embedded = Postgres::start(&ca, &hosts(Server::Embedded))?;
+        let mut forwarders = Vec::new();
+        for (address, server) in [(SHARED_ADDRESS, &shared), (EMBEDDED_ADDRESS, &embedded)] {
+            for port in PORTS {
+                let listen = format!("{address}:{port}")
+                    .parse()
+                    .map_err(|_| Error::new("address"))?;
+                let target = format!("127.0.0.1:{}", server.port)
+                    .parse()
+                    .map_err(|_| Error::new("address"))?;
+                forwarders.push(Forwarder::start(listen, target)?);
+            }
+        }
         Ok(Servers {
-            shared: Postgres::start()?,
-            embedded: Postgres::start()?,
+            shared,
+            embedded,
+            ca,
+            _forwarders: forwarders,
         })
     }
 
@@ -54,6 +98,13 @@ impl Servers {
         match server {
             Server::Shared => &self.shared,
             Server::Embedded => &self.embedded,
+        }
+    }
+
+    pub fn address(server: Server) -> &'static str {
+        match server {
+            Server::Shared => SHARED_ADDRESS,
+            Server::Embedded => EMBEDDED_ADDRESS,
         }
     }
 }
@@ -64,18 +115,21 @@ pub const SCENARIOS: &[Scenario] = &[
         deployment: "sample-app",
         bindings: &[("", "db", "a9s2f4c1e8b7d6a5", "demo")],
         server: Server::Shared,
+        hosts: &["sample-pg-cluster-master.default.svc.cluster.local"],
     },
     Scenario {
         name: "bitnami-embedded",
         deployment: "myapp-api",
         bindings: &[("", "db", "app", "appdb")],
         server: Server::Embedded,
+        hosts: &["myapp-postgresql"],
     },
     Scenario {
         name: "cnpg",
         deployment: "pg-main-client",
         bindings: &[("", "db", "app", "app")],
         server: Server::Shared,
+        hosts: &["pg-main-rw", "pg-main-rw.shop"],
     },
     Scenario {
         name: "cockroachdb-broker",
@@ -87,12 +141,14 @@ pub const SCENARIOS: &[Scenario] = &[
             "cf_6f1d2c3b_4a5e_4b6c_8d7e_9f0a1b2c3d4e",
         )],
         server: Server::Shared,
+        hosts: &["cockroachdb-public.crdb.svc.cluster.local"],
     },
     Scenario {
         name: "crossplane",
         deployment: "orders-reporting",
         bindings: &[("", "db", "masteruser", "orders")],
         server: Server::Shared,
+        hosts: &["orders.c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com"],
     },
     Scenario {
         name: "crunchy",
@@ -102,24 +158,31 @@ pub const SCENARIOS: &[Scenario] = &[
             ("POOLER_", "pooler", "hippo", "hippo"),
         ],
         server: Server::Shared,
+        hosts: &[
+            "hippo-primary.postgres-operator.svc",
+            "hippo-pgbouncer.postgres-operator.svc",
+        ],
     },
     Scenario {
         name: "eso-database-url",
         deployment: "myshop-api",
         bindings: &[("", "db", "myshop_admin", "myshop")],
         server: Server::Shared,
+        hosts: &["myshop-prod.abcdef.ap-northeast-2.rds.amazonaws.com"],
     },
     Scenario {
         name: "eso-rds-extract",
         deployment: "orders-worker",
         bindings: &[("", "db", "postgres", "orders")],
         server: Server::Shared,
+        hosts: &["orders.c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com"],
     },
     Scenario {
         name: "external-generic",
         deployment: "orders",
         bindings: &[("", "db", "orders_app", "orders")],
         server: Server::Shared,
+        hosts: &["pg-prod-01.db.internal.example.com"],
     },
     Scenario {
         name: "osba",
@@ -131,20 +194,32 @@ pub const SCENARIOS: &[Scenario] = &[
             "jqwtr3n8kx",
         )],
         server: Server::Shared,
+        hosts: &["a7c1e9d0-4f2b-4c55-9d0e-2b6f8a1c3d4e.postgres.database.azure.com"],
     },
     Scenario {
         name: "servicebinding",
         deployment: "catalog",
         bindings: &[("", "db", "app", "app")],
         server: Server::Shared,
+        hosts: &["pg-main-rw.shop.svc"],
     },
     Scenario {
         name: "zalando",
         deployment: "foo-service",
         bindings: &[("", "db", "foo_user", "foo")],
         server: Server::Shared,
+        hosts: &["acid-minimal-cluster"],
     },
 ];
+
+/// Connection URLs real provisioners write that libpq refuses, with libpq's message. The Open
+/// Service Broker for Azure writes `…/db?&sslmode=require`: libpq 15 (psql, psycopg, the `pg`
+/// gem) stops at the empty parameter, while Go's and Node's URL parsers skip it. dbbind hands
+/// the key through as it is; the suite asserts what libpq says of it.
+pub const URLS_LIBPQ_REFUSES: &[(&str, &str)] = &[(
+    "osba",
+    "missing key/value separator \"=\" in URI query parameter",
+)];
 
 pub fn example_path(name: &str) -> PathBuf {
     repo_root().join(format!("examples/{name}.yaml"))
@@ -164,8 +239,26 @@ fn example_secret(name: &str) -> Result<Vec<(String, String)>> {
     let secret = example_secret_object(name)?;
     let data = secret["data"].as_object().cloned().unwrap_or_default();
     data.iter()
-        .map(|(k, v)| Ok((k.clone(), kubelet::decode(v.as_str().unwrap_or_default())?)))
+        .map(|(k, v)| Ok((k.clone(), decode(v.as_str().unwrap_or_default())?)))
         .collect()
+}
+
+/// A Secret's `data` value.
+pub fn decode(text: &str) -> Result<String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| Error::new(format!("base64: {e}")))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The password of a `postgresql://` URL, as libpq reads it.
+fn url_password(url: &str) -> Result<String> {
+    // libpq tolerates an empty query parameter (`?&sslmode=require`); tokio-postgres does not.
+    let config: tokio_postgres::Config = url
+        .replace("?&", "?")
+        .parse()
+        .map_err(|e| Error::new(format!("not a connection URL: {e}")))?;
+    Ok(String::from_utf8_lossy(config.get_password().unwrap_or_default()).into_owned())
 }
 
 /// Creates the database accounts the examples' Secrets describe. The passwords come from the
@@ -181,7 +274,7 @@ pub fn provision(servers: &Servers) -> Result<()> {
                     .find(|(k, _)| k == "DATABASE_URL")
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default();
-                parse_url(&url)?.password
+                url_password(&url)?
             }
         };
         for (_, _, user, database) in scenario.bindings {
@@ -208,72 +301,45 @@ pub fn opted_in_namespace(plane: &ControlPlane, namespace: &str) -> Result<()> {
     }
 }
 
-/// Waits for the first pod with `app=<label>` in `namespace`.
-pub async fn wait_for_pod(client: &kube::Client, namespace: &str, label: &str) -> Result<Pod> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let started = Instant::now();
-    loop {
-        let list = pods
-            .list(&ListParams::default().labels(&format!("app={label}")))
-            .await?;
-        if let Some(pod) = list.items.into_iter().next() {
-            return Ok(pod);
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            return Err(Error::new(format!(
-                "no pod app={label} in {namespace} after 60s (check the ReplicaSet's events)"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The namespace's workloads and events, for a failure message.
-pub fn diagnose(plane: &ControlPlane, namespace: &str) -> String {
-    let show = |args: &[&str]| {
-        plane
-            .kubectl_run(args, None)
-            .map(|o| format!("{}{}", o.stdout, o.stderr))
-            .unwrap_or_default()
-    };
-    format!(
-        "{}\n{}",
-        show(&[
-            "get",
-            "deployments,replicasets,pods",
-            "-n",
-            namespace,
-            "-o",
-            "wide"
-        ]),
-        show(&["get", "events", "-n", namespace, "--sort-by=.lastTimestamp"])
-    )
-}
-
 /// What a scenario showed, for the demo's report.
 pub struct Report {
     pub pod: String,
-    /// `NAME=secret:<secret>/<key>` or `NAME=<literal>` for the app container.
+    /// The pod's phase on the node (`Running`).
+    pub phase: String,
+    /// The app container's binding variables as it saw them, passwords masked.
     pub variables: Vec<String>,
+    /// The binding files as it saw them: mode, owner, path.
     pub files: Vec<String>,
-    /// Per binding and way of reading it: `env: connected as app to app`.
+    /// Per binding and way of reading it, what PostgreSQL says: `db via postgres: app to app (TLS)`.
     pub connections: Vec<String>,
 }
 
-/// Runs one scenario end to end.
+/// Runs one scenario end to end on the real node: the example applied as written, but with the
+/// suite's app image and checks, `hostNetwork` and `hostAliases`; its pod compared with the
+/// golden render, then Running, and every way its app container reads the binding proven by
+/// the database itself.
 pub async fn run(
-    plane: &ControlPlane,
+    environment: &Environment,
     client: &kube::Client,
-    servers: &Servers,
     scenario: &Scenario,
 ) -> Result<Report> {
-    let postgres = servers.get(scenario.server);
+    let plane = &environment.plane;
+    let postgres = environment.servers.get(scenario.server);
     let namespace = format!("e2e-{}", scenario.name);
     opted_in_namespace(plane, &namespace)?;
-    let path = example_path(scenario.name);
+    let golden = golden_template(scenario)?;
+    let mut documents =
+        crate::yaml_documents(&std::fs::read_to_string(example_path(scenario.name))?)?;
+    let mut app_ways = Vec::new();
+    for document in &mut documents {
+        if document["kind"] == "Deployment" {
+            app_ways = for_the_node(document, scenario, &golden)?;
+        }
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": documents});
     let applied = plane.kubectl_run(
-        &["apply", "-n", &namespace, "-f", &path.display().to_string()],
-        None,
+        &["apply", "-n", &namespace, "-f", "-"],
+        Some(&list.to_string()),
     )?;
     if !applied.success {
         return Err(Error::new(format!(
@@ -281,12 +347,12 @@ pub async fn run(
             applied.stderr
         )));
     }
-    let pod = match wait_for_pod(client, &namespace, scenario.deployment).await {
+    let pod = match workload::wait_for_pod(client, &namespace, scenario.deployment).await {
         Ok(pod) => pod,
         Err(error) => {
             return Err(Error::new(format!(
                 "{error}\n{}",
-                diagnose(plane, &namespace)
+                workload::diagnose(plane, &namespace)
             )));
         }
     };
@@ -298,75 +364,152 @@ pub async fn run(
             "pod {name} was not created by the Deployment's ReplicaSet"
         )));
     }
-    compare_with_golden(&pod, scenario)?;
+    compare_with_golden(&pod, &golden)?;
+    let node = &environment.node;
+    let phase = workload::wait_running(plane, node, client, &namespace, &name).await?;
 
-    let resolved = kubelet::resolve(client, &pod, "app").await?;
-    let mut connections = Vec::new();
-    for (prefix, binding, user, database) in scenario.bindings {
-        let mut ways = ways_from_env(&resolved, prefix)?;
-        if let Some(params) = from_files(&resolved, binding)? {
-            ways.push(("files", params));
-        }
-        if ways.is_empty() {
-            return Err(Error::new(format!(
-                "binding {binding}: the app container received no connection"
-            )));
-        }
-        for (way, params) in ways {
-            let (current_user, current_database) = connect(postgres, &params).await?;
-            if (current_user.as_str(), current_database.as_str()) != (*user, *database) {
-                return Err(Error::new(format!(
-                    "binding {binding} via {way}: connected as {current_user} to {current_database}, expected {user} to {database}"
-                )));
-            }
-            connections.push(format!(
-                "{binding} via {way}: connected as {current_user} to {current_database}"
-            ));
-        }
-    }
-    let app = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.iter().find(|c| c.name == "app"));
-    let variables = app
-        .map(|c| c.env.iter().flatten().map(describe).collect())
-        .unwrap_or_default();
-    let files = resolved
-        .files
+    // A URL libpq refuses: psql must say so, and is then not expected among the connections.
+    let refused = URLS_LIBPQ_REFUSES
         .iter()
-        .filter(|(dir, _)| !dir.starts_with("/var/run/secrets/kubernetes.io/"))
-        .flat_map(|(dir, entries)| entries.keys().map(move |k| format!("{dir}/{k}")))
+        .find(|(name, _)| *name == scenario.name)
+        .map(|(_, message)| *message);
+    if let Some(message) = refused {
+        workload::wait_for_log(node, &namespace, &name, "app", message).await?;
+    }
+    // The database's own word: who is connected, under each way's label.
+    let expected: Vec<Expected> = app_ways
+        .iter()
+        .filter(|way| refused.is_none() || way.kind != "url")
+        .map(|way| {
+            let (_, _, user, database) = scenario
+                .bindings
+                .iter()
+                .find(|(_, binding, _, _)| *binding == way.binding)
+                .copied()
+                .unwrap_or_default();
+            Expected {
+                label: way.label(scenario.name, "app"),
+                user: user.to_owned(),
+                database: database.to_owned(),
+            }
+        })
         .collect();
+    let log = || node.container_log(&namespace, &name, "app");
+    let seen = workload::wait_for_connections(postgres, &expected, log).await?;
+    let mut connections: Vec<String> = app_ways
+        .iter()
+        .filter(|way| refused.is_none() || way.kind != "url")
+        .zip(&seen)
+        .map(|(way, seen)| {
+            let tls = if seen.tls { " (TLS)" } else { "" };
+            format!(
+                "{} via {}: PostgreSQL saw {} on {}{tls}",
+                way.binding, way.kind, seen.user, seen.database
+            )
+        })
+        .collect();
+    if let Some(message) = refused {
+        connections.push(format!("url: psql refused the Secret's URL: {message}"));
+    }
+    let (variables, files) = app::received(&log());
     Ok(Report {
         pod: format!("{namespace}/{name}"),
+        phase,
         variables,
         files,
         connections,
     })
 }
 
-fn describe(var: &k8s_openapi::api::core::v1::EnvVar) -> String {
-    match (
-        &var.value,
-        var.value_from
-            .as_ref()
-            .and_then(|f| f.secret_key_ref.as_ref()),
-    ) {
-        (Some(value), _) => format!("{}={value}", var.name),
-        (None, Some(reference)) => {
-            format!("{}=secret:{}/{}", var.name, reference.name, reference.key)
+/// The ways a container of the golden render reads each binding: the variable sets it has,
+/// and the binding's files when it mounts them.
+fn ways_of(container: &Value, scenario: &Scenario) -> Vec<Way> {
+    let names_in = |field: &str| -> Vec<&str> {
+        container[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["name"].as_str())
+            .collect()
+    };
+    let (names, mounts) = (names_in("env"), names_in("volumeMounts"));
+    let mut ways = Vec::new();
+    for (prefix, binding, _, _) in scenario.bindings {
+        let has = |name: &str| names.contains(&format!("{prefix}{name}").as_str());
+        let mut kinds = Vec::new();
+        if has("POSTGRES_HOST") {
+            kinds.push("postgres");
         }
-        _ => format!("{}=<from elsewhere>", var.name),
+        if prefix.is_empty() && has("PGHOST") {
+            kinds.push("libpq");
+        }
+        if has("DATABASE_URL") || has("POSTGRES_URL") {
+            kinds.push("url");
+        }
+        if mounts.contains(&format!("dbbind-{binding}").as_str()) {
+            kinds.push("files");
+        }
+        ways.extend(kinds.into_iter().map(|kind| Way {
+            binding: (*binding).to_owned(),
+            prefix: (*prefix).to_owned(),
+            kind,
+        }));
     }
+    ways
+}
+
+/// Makes the example's Deployment run here: every container runs the app image (the app
+/// container its checks, init containers a one-shot connection, sidecars a sleep), on the
+/// host's network with the scenario's database hosts aliased to its server. The annotations,
+/// env and volumes stay as written. Returns the app container's ways.
+fn for_the_node(deployment: &mut Value, scenario: &Scenario, golden: &Value) -> Result<Vec<Way>> {
+    let spec = &mut deployment["spec"]["template"]["spec"];
+    workload::on_host_network(spec, Servers::address(scenario.server), scenario.hosts);
+    let golden_container = |list: &str, name: &Value| -> Value {
+        golden["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == *name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let mut app_ways = Vec::new();
+    for list in ["initContainers", "containers"] {
+        for container in spec[list].as_array_mut().into_iter().flatten() {
+            let name = container["name"].as_str().unwrap_or_default().to_owned();
+            let ways = ways_of(&golden_container(list, &container["name"]), scenario);
+            let script = match (list, name.as_str()) {
+                ("initContainers", _) => app::script(scenario.name, &name, &ways, Mode::Once),
+                (_, "app") => {
+                    app_ways = ways.clone();
+                    app::script(scenario.name, &name, &ways, Mode::Hold)
+                }
+                _ => "sleep 3600".to_owned(),
+            };
+            workload::run_script(container, script);
+        }
+    }
+    if app_ways.is_empty() {
+        return Err(Error::new(format!(
+            "{}: the app container reads no binding",
+            scenario.name
+        )));
+    }
+    Ok(app_ways)
+}
+
+/// The pod template of the example's golden render (tests/golden).
+fn golden_template(scenario: &Scenario) -> Result<Value> {
+    let golden_path = repo_root().join(format!("tests/golden/{}.yaml", scenario.name));
+    let golden: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&golden_path)?)
+        .map_err(|e| Error::new(format!("{}: {e}", golden_path.display())))?;
+    Ok(golden["spec"]["template"].clone())
 }
 
 /// The pod's containers, volumes and dbbind annotations are exactly what `dbbind render`
 /// produced for the example (tests/golden), plus what the API server adds on its own.
-fn compare_with_golden(pod: &Pod, scenario: &Scenario) -> Result<()> {
-    let golden_path = repo_root().join(format!("tests/golden/{}.yaml", scenario.name));
-    let golden: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&golden_path)?)
-        .map_err(|e| Error::new(format!("{}: {e}", golden_path.display())))?;
-    let template = &golden["spec"]["template"];
+fn compare_with_golden(pod: &Pod, template: &Value) -> Result<()> {
     let actual = serde_json::to_value(pod).map_err(|e| Error::new(e.to_string()))?;
     for list in ["initContainers", "containers"] {
         for expected in template["spec"][list].as_array().into_iter().flatten() {
@@ -426,160 +569,10 @@ fn retain_dbbind_mounts(value: &mut Value, field: &str) {
     }
 }
 
-/// How the simulated app connects: what it read, before any routing.
-#[derive(Clone, Debug)]
-pub struct Params {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: String,
-    pub database: String,
-}
-
-/// Every way an app could read the binding from its environment: the `postgres` set, the
-/// `libpq` set, the URL (`DATABASE_URL`, else `POSTGRES_URL`). Each one present must work.
-pub fn ways_from_env(resolved: &Resolved, prefix: &str) -> Result<Vec<(&'static str, Params)>> {
-    let var = |name: &str| resolved.var(&format!("{prefix}{name}")).map(str::to_owned);
-    let mut ways = Vec::new();
-    for (way, [host, port, database, user, password]) in [
-        (
-            "postgres",
-            [
-                "POSTGRES_HOST",
-                "POSTGRES_PORT",
-                "POSTGRES_DB",
-                "POSTGRES_USER",
-                "POSTGRES_PASSWORD",
-            ],
-        ),
-        (
-            "libpq",
-            ["PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD"],
-        ),
-    ] {
-        if let (Some(host), Some(user), Some(password)) = (var(host), var(user), var(password)) {
-            let port = var(port).unwrap_or_else(|| "5432".to_owned());
-            ways.push((
-                way,
-                Params {
-                    host,
-                    port: port
-                        .parse()
-                        .map_err(|_| Error::new(format!("port {port:?} is not a number")))?,
-                    database: var(database).unwrap_or_else(|| user.clone()),
-                    user,
-                    password,
-                },
-            ));
-        }
-    }
-    if let Some(url) = var("DATABASE_URL").or_else(|| var("POSTGRES_URL")) {
-        ways.push(("url", parse_url(&url)?));
-    }
-    Ok(ways)
-}
-
-/// The first way an app would read its environment.
-pub fn from_env(resolved: &Resolved, prefix: &str) -> Result<Option<Params>> {
-    Ok(ways_from_env(resolved, prefix)?
-        .into_iter()
-        .next()
-        .map(|(_, params)| params))
-}
-
-/// The app's reading of `$SERVICE_BINDING_ROOT/<binding>`.
-pub fn from_files(resolved: &Resolved, binding: &str) -> Result<Option<Params>> {
-    let Some(root) = resolved.var("SERVICE_BINDING_ROOT") else {
-        return Ok(None);
-    };
-    let Some(files) = resolved
-        .files
-        .get(&format!("{}/{binding}", root.trim_end_matches('/')))
-    else {
-        return Ok(None);
-    };
-    if files.get("type").map(String::as_str) != Some("postgresql") {
-        return Err(Error::new(format!(
-            "binding {binding}: type file is {:?}",
-            files.get("type")
-        )));
-    }
-    let get = |entry: &str| {
-        files
-            .get(entry)
-            .cloned()
-            .ok_or_else(|| Error::new(format!("binding {binding}: no {entry} file")))
-    };
-    let port = files
-        .get("port")
-        .cloned()
-        .unwrap_or_else(|| "5432".to_owned());
-    Ok(Some(Params {
-        host: get("host")?,
-        port: port
-            .parse()
-            .map_err(|_| Error::new(format!("port file {port:?}")))?,
-        user: get("username")?,
-        password: get("password")?,
-        database: get("database")?,
-    }))
-}
-
-/// A `postgresql://` URL as libpq reads it.
-pub fn parse_url(url: &str) -> Result<Params> {
-    // libpq tolerates an empty query parameter (`?&sslmode=require`); tokio-postgres does not.
-    let cleaned = url.replace("?&", "?");
-    let config: tokio_postgres::Config = cleaned
-        .parse()
-        .map_err(|e| Error::new(format!("not a connection URL: {e}")))?;
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => return Err(Error::new("URL has no TCP host")),
-    };
-    let user = config
-        .get_user()
-        .ok_or_else(|| Error::new("URL has no user"))?
-        .to_owned();
-    Ok(Params {
-        host,
-        port: config.get_ports().first().copied().unwrap_or(5432),
-        password: String::from_utf8_lossy(config.get_password().unwrap_or_default()).into_owned(),
-        database: config
-            .get_dbname()
-            .map(str::to_owned)
-            .unwrap_or_else(|| user.clone()),
-        user,
-    })
-}
-
-/// Connects with the app's user, password and database. The host and port the app read name
-/// cluster Services and managed endpoints; here they all route to the local PostgreSQL, the
-/// stand-in for cluster DNS. TLS to the database is not part of this check.
-pub async fn connect(postgres: &Postgres, params: &Params) -> Result<(String, String)> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(postgres.port)
-        .user(&params.user)
-        .password(&params.password)
-        .dbname(&params.database)
-        .connect_timeout(Duration::from_secs(10));
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
-        Error::new(format!(
-            "connecting as {} to {} (read host {}:{}): {e}",
-            params.user, params.database, params.host, params.port
-        ))
-    })?;
-    tokio::spawn(connection);
-    let row = client
-        .query_one("SELECT current_user::text, current_database()::text", &[])
-        .await
-        .map_err(|e| Error::new(format!("query: {e}")))?;
-    Ok((row.get(0), row.get(1)))
-}
-
-/// Everything the e2e suite and the demo need, started and wired.
+/// Everything the suite runs. Fields drop in order: the node's containers go first, the
+/// control plane last.
 pub struct Environment {
+    pub node: Node,
     pub dbbind: Dbbind,
     pub servers: Servers,
     pub plane: ControlPlane,
@@ -592,7 +585,9 @@ impl Environment {
         provision(&servers)?;
         let dbbind = Dbbind::start(&plane)?;
         dbbind.register(&plane)?;
+        let node = Node::start(&plane, &servers.ca.cert_pem)?;
         Ok(Environment {
+            node,
             dbbind,
             servers,
             plane,

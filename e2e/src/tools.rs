@@ -11,10 +11,21 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The bin directory of the pinned kube-apiserver, kube-controller-manager and kubectl,
-/// building them on first use (progress goes to stderr).
+/// The bin directory of the pinned kube-apiserver, kube-controller-manager, kube-scheduler,
+/// kubelet, kubectl and helm, building them on first use (progress goes to stderr).
 pub fn k8s_bin_dir() -> Result<PathBuf, Error> {
-    let script = repo_root().join("scripts/k8s-tools");
+    script_bin_dir("scripts/k8s-tools")
+}
+
+/// The bin directory of containerd, ctr, the runc shim and the pause binary, building them on
+/// first use.
+pub fn node_bin_dir() -> Result<PathBuf, Error> {
+    script_bin_dir("scripts/node-tools")
+}
+
+/// Runs a build script that prints its bin directory last.
+fn script_bin_dir(relative: &str) -> Result<PathBuf, Error> {
+    let script = repo_root().join(relative);
     let output = Command::new("bash")
         .arg(&script)
         .stderr(std::process::Stdio::inherit())

@@ -1,5 +1,6 @@
-//! The end-to-end suite: a real kube-apiserver, kube-controller-manager and etcd, a real
-//! PostgreSQL, and `dbbind serve` registered as the webhook. One environment serves every test;
+//! The end-to-end suite: a real kube-apiserver, kube-controller-manager and etcd, a real node
+//! (kubelet, kube-scheduler, containerd, runc), a real PostgreSQL, and `dbbind serve`
+//! registered as the webhook. One environment serves every test;
 //! it is torn down when main returns, whatever the tests did. Tests run one at a time, in order:
 //! the last one stops dbbind.
 
@@ -35,8 +36,7 @@ fn main() {
                     .map_err(|_| Failed::from("environment poisoned"))?;
                 runtime.block_on(async {
                     let client = environment.plane.client().await?;
-                    scenarios::run(&environment.plane, &client, &environment.servers, scenario)
-                        .await
+                    scenarios::run(&environment, &client, scenario).await
                 })?;
                 Ok(())
             },

@@ -1,6 +1,7 @@
-//! The live demo: a real control plane on this machine, dbbind installed as its webhook, every
-//! example applied, and for each one the variables its pod received and whether an unmodified
-//! client connected with them.
+//! The live demo: a real control plane and a real node (kubelet, containerd, runc) on this
+//! machine, dbbind installed as its webhook, every example applied, and for each one the pod's
+//! phase, the variables and files its container saw, and PostgreSQL's own word that an
+//! unmodified client (Debian's psql) connected with them.
 //!
 //!   cargo run -p dbbind-e2e --bin demo            run, report, tear down
 //!   cargo run -p dbbind-e2e --bin demo -- --keep  and keep it running (Ctrl-C ends it)
@@ -91,7 +92,7 @@ fn main() -> ExitCode {
     let keep = std::env::args().any(|arg| arg == "--keep");
     dbbind_e2e::process::stop_all_on_signal();
     eprintln!(
-        "==> starting etcd, kube-apiserver and kube-controller-manager (built on first use), PostgreSQL, and dbbind"
+        "==> starting etcd, kube-apiserver, kube-controller-manager, a node (containerd, kubelet, kube-scheduler; built on first use), PostgreSQL, and dbbind"
     );
     let environment = match Environment::start() {
         Ok(environment) => environment,
@@ -110,12 +111,15 @@ fn main() -> ExitCode {
     for scenario in SCENARIOS {
         let report = runtime.block_on(async {
             let client = environment.plane.client().await?;
-            scenarios::run(&environment.plane, &client, &environment.servers, scenario).await
+            scenarios::run(&environment, &client, scenario).await
         });
         println!("## {} (examples/{}.yaml)", scenario.name, scenario.name);
         match report {
             Ok(report) => {
-                println!("pod {} received:", report.pod);
+                println!(
+                    "pod {} is {} on the node; its app container received:",
+                    report.pod, report.phase
+                );
                 for variable in &report.variables {
                     println!("  {variable}");
                 }
@@ -123,7 +127,7 @@ fn main() -> ExitCode {
                     println!("  file {file}");
                 }
                 for connection in &report.connections {
-                    println!("  client {connection}");
+                    println!("  psql {connection}");
                 }
             }
             Err(error) => {
@@ -134,7 +138,7 @@ fn main() -> ExitCode {
         println!();
     }
     println!(
-        "{} of {} scenarios bound and connected",
+        "{} of {} scenarios running and connected",
         SCENARIOS.len() - failed,
         SCENARIOS.len()
     );

@@ -1,0 +1,347 @@
+//! Container images built by the harness, with no registry: the sandbox ("pause") image and the
+//! app image, written as OCI image layouts (one uncompressed layer each) in a tar archive that
+//! `ctr images import` reads.
+//!
+//! The app image holds real, unmodified clients: Debian's `psql` with every library `ldd` lists,
+//! and busybox (Debian's `busybox-static`) for a shell. Containers get their check as a shell
+//! command, so the image stays the same for every scenario.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// The sandbox image the node's containerd pins.
+pub const PAUSE_IMAGE: &str = "registry.invalid/dbbind-e2e/pause:1";
+/// The app image scenarios run.
+pub const APP_IMAGE: &str = "registry.invalid/dbbind-e2e/app:1";
+
+/// Busybox applets the checks use, as links to `/bin/busybox`.
+const APPLETS: [&str; 17] = [
+    "sh", "sleep", "cat", "ls", "stat", "id", "env", "test", "[", "tr", "head", "sed", "grep",
+    "printf", "echo", "sort", "true",
+];
+
+/// What goes into an image's single layer.
+enum Entry {
+    Dir(String),
+    /// A file copied from the host (symlinks followed), with its mode.
+    HostFile {
+        path: String,
+        host: PathBuf,
+        mode: u32,
+    },
+    Text {
+        path: String,
+        text: String,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+}
+
+/// The pause image: the static binary `scripts/node-tools` built.
+pub fn write_pause(pause_binary: &Path, out: &Path) -> Result<()> {
+    let entries = vec![Entry::HostFile {
+        path: "pause".to_owned(),
+        host: pause_binary.to_owned(),
+        mode: 0o755,
+    }];
+    write_archive(PAUSE_IMAGE, &entries, &["/pause"], out)
+}
+
+/// The app image: busybox, psql and its libraries, users for non-root checks, and the database
+/// CA where libpq looks for it by default (`~/.postgresql/root.crt`, for root).
+pub fn write_app(psql: &Path, database_ca: &str, out: &Path) -> Result<()> {
+    let mut entries = vec![
+        Entry::Dir("tmp".to_owned()),
+        Entry::HostFile {
+            path: "bin/busybox".to_owned(),
+            host: which("busybox")?,
+            mode: 0o755,
+        },
+        Entry::HostFile {
+            path: "usr/bin/psql".to_owned(),
+            host: psql.to_owned(),
+            mode: 0o755,
+        },
+        Entry::Text {
+            path: "etc/passwd".to_owned(),
+            text: "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n".to_owned(),
+        },
+        Entry::Text {
+            path: "root/.postgresql/root.crt".to_owned(),
+            text: database_ca.to_owned(),
+        },
+        Entry::Text {
+            path: "etc/group".to_owned(),
+            text: "root:x:0:\napp:x:1000:\ndb:x:2000:\nnogroup:x:65534:\n".to_owned(),
+        },
+    ];
+    for applet in APPLETS {
+        entries.push(Entry::Symlink {
+            path: format!("bin/{applet}"),
+            target: "busybox".to_owned(),
+        });
+    }
+    for library in libraries(psql)? {
+        entries.push(Entry::HostFile {
+            path: library.trim_start_matches('/').to_owned(),
+            host: PathBuf::from(&library),
+            mode: 0o755,
+        });
+    }
+    write_archive(APP_IMAGE, &entries, &["/bin/sh"], out)
+}
+
+/// The shared libraries `ldd` lists for `binary`, and its loader.
+fn libraries(binary: &Path) -> Result<Vec<String>> {
+    let output = Command::new("ldd").arg(binary).output()?;
+    if !output.status.success() {
+        return Err(Error::new(format!("ldd {} failed", binary.display())));
+    }
+    let mut found = BTreeSet::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        // `libpq.so.5 => /lib/x86_64-linux-gnu/libpq.so.5 (0x...)` or `/lib64/ld-linux... (0x...)`
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(path) = path.filter(|p| p.starts_with('/')) {
+            found.insert(path.to_owned());
+        }
+    }
+    if found.is_empty() {
+        return Err(Error::new(format!(
+            "ldd found no libraries for {}",
+            binary.display()
+        )));
+    }
+    Ok(found.into_iter().collect())
+}
+
+fn which(program: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            Error::new(format!(
+                "{program} not found: install Debian's busybox-static package (.ci/run does)"
+            ))
+        })
+}
+
+/// The layer: a tar of the entries, parent directories included.
+fn layer(entries: &[Entry]) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs = BTreeSet::new();
+    let mut add_parents = |builder: &mut tar::Builder<Vec<u8>>, path: &str| -> Result<()> {
+        let mut parent = String::new();
+        let components: Vec<&str> = path.split('/').collect();
+        for component in &components[..components.len().saturating_sub(1)] {
+            parent = if parent.is_empty() {
+                (*component).to_owned()
+            } else {
+                format!("{parent}/{component}")
+            };
+            if dirs.insert(parent.clone()) {
+                append(
+                    builder,
+                    tar::EntryType::Directory,
+                    &format!("{parent}/"),
+                    0o755,
+                    &[],
+                    None,
+                )?;
+            }
+        }
+        Ok(())
+    };
+    for entry in entries {
+        match entry {
+            Entry::Dir(path) => {
+                add_parents(&mut builder, path)?;
+                append(
+                    &mut builder,
+                    tar::EntryType::Directory,
+                    &format!("{path}/"),
+                    0o1777,
+                    &[],
+                    None,
+                )?;
+            }
+            Entry::HostFile { path, host, mode } => {
+                add_parents(&mut builder, path)?;
+                let data = std::fs::read(host)
+                    .map_err(|e| Error::new(format!("{}: {e}", host.display())))?;
+                append(
+                    &mut builder,
+                    tar::EntryType::Regular,
+                    path,
+                    *mode,
+                    &data,
+                    None,
+                )?;
+            }
+            Entry::Text { path, text } => {
+                add_parents(&mut builder, path)?;
+                append(
+                    &mut builder,
+                    tar::EntryType::Regular,
+                    path,
+                    0o644,
+                    text.as_bytes(),
+                    None,
+                )?;
+            }
+            Entry::Symlink { path, target } => {
+                add_parents(&mut builder, path)?;
+                append(
+                    &mut builder,
+                    tar::EntryType::Symlink,
+                    path,
+                    0o777,
+                    &[],
+                    Some(target),
+                )?;
+            }
+        }
+    }
+    builder.into_inner().map_err(Error::from)
+}
+
+fn append(
+    builder: &mut tar::Builder<Vec<u8>>,
+    kind: tar::EntryType,
+    path: &str,
+    mode: u32,
+    data: &[u8],
+    link: Option<&str>,
+) -> Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(data.len() as u64);
+    if let Some(link) = link {
+        header.set_link_name(link)?;
+    }
+    builder.append_data(&mut header, path, data)?;
+    Ok(())
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
+}
+
+/// An OCI image layout in a tar archive at `out`, named `name` for containerd.
+fn write_archive(name: &str, entries: &[Entry], entrypoint: &[&str], out: &Path) -> Result<()> {
+    let layer = layer(entries)?;
+    let layer_digest = sha256(&layer);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Entrypoint": entrypoint,
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "WorkingDir": "/",
+        },
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))
+    .map_err(|e| Error::new(e.to_string()))?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    }))
+    .map_err(|e| Error::new(e.to_string()))?;
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha256(&manifest),
+            "size": manifest.len(),
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "1"},
+        }],
+    }))
+    .map_err(|e| Error::new(e.to_string()))?;
+
+    let mut archive = tar::Builder::new(Vec::new());
+    let blob = |archive: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
+        append(archive, tar::EntryType::Regular, path, 0o644, data, None)
+    };
+    blob(
+        &mut archive,
+        "oci-layout",
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    blob(&mut archive, "index.json", &index)?;
+    for data in [&layer, &config, &manifest] {
+        let digest = sha256(data);
+        let hex = digest.trim_start_matches("sha256:");
+        blob(&mut archive, &format!("blobs/sha256/{hex}"), data)?;
+    }
+    std::fs::write(out, archive.into_inner()?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_archive_is_an_oci_layout_whose_digests_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("bin");
+        std::fs::write(&binary, b"#!fake").unwrap();
+        let out = dir.path().join("image.tar");
+        write_pause(&binary, &out).unwrap();
+        let mut files = std::collections::BTreeMap::new();
+        let mut archive = tar::Archive::new(std::fs::File::open(&out).unwrap());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            files.insert(path, data);
+        }
+        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let manifest_ref = &index["manifests"][0];
+        assert_eq!(
+            manifest_ref["annotations"]["io.containerd.image.name"],
+            PAUSE_IMAGE
+        );
+        let blob = |digest: &serde_json::Value| {
+            let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+            files[&format!("blobs/sha256/{hex}")].clone()
+        };
+        let manifest_bytes = blob(&manifest_ref["digest"]);
+        assert_eq!(sha256(&manifest_bytes), manifest_ref["digest"]);
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+        let layer = blob(&manifest["layers"][0]["digest"]);
+        let config: serde_json::Value =
+            serde_json::from_slice(&blob(&manifest["config"]["digest"])).unwrap();
+        assert_eq!(
+            config["rootfs"]["diff_ids"][0],
+            manifest["layers"][0]["digest"]
+        );
+        let mut layer = tar::Archive::new(layer.as_slice());
+        let names: Vec<String> = layer
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["pause"]);
+    }
+}
