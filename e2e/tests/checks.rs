@@ -42,9 +42,12 @@ pub const ALL: &[(&str, Check)] = &[
         |e| Box::pin(node::secret_later(e)),
     ),
     (
-        "a_composed_url_breaks_on_url_reserved_characters_as_warned",
+        "a_password_with_url_reserved_characters_works_in_every_set",
         |e| Box::pin(node::reserved_characters(e)),
     ),
+    ("an_endpoint_role_reaches_the_roles_service", |e| {
+        Box::pin(node::endpoint_role(e))
+    }),
     (
         "a_non_root_app_reads_its_files_with_and_without_fs_group",
         |e| Box::pin(node::file_modes(e)),

@@ -42,6 +42,7 @@ fn every_annotation_and_env_name_is_documented() {
         "keys",
         "env",
         "files",
+        "endpoint",
         "containers",
         "on-conflict",
         "inject",
@@ -53,6 +54,17 @@ fn every_annotation_and_env_name_is_documented() {
             readme.contains(&format!("`dbbind.io/{key}")),
             "dbbind.io/{key} is not in the README"
         );
+    }
+    for name in [
+        "SPRING_DATASOURCE_URL",
+        "SPRING_DATASOURCE_USERNAME",
+        "SPRING_DATASOURCE_PASSWORD",
+        "QUARKUS_DATASOURCE_JDBC_URL",
+        "POSTGRES_JDBC_URL",
+        "ConnectionStrings__Default",
+        "DATABASE_URL",
+    ] {
+        assert!(readme.contains(&format!("`{name}")), "{name}");
     }
     for field in dbbind_core::field::Field::ALL {
         assert!(

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::DEFAULT_BINDING_NAME;
-use super::{BindingRequest, BindingRequests, EnvSets, OnConflict, PodRequest};
+use super::{BindingRequest, BindingRequests, EndpointRole, EnvSets, OnConflict, PodRequest};
 use crate::field::Field;
 use crate::message::{Denial, echo};
 use crate::names::{is_dns_label, is_dns_subdomain, is_secret_key};
@@ -24,8 +24,9 @@ pub const BINDINGS_ANNOTATION: &str = "dbbind.io/bindings";
 pub const VALUE_ANNOTATION: &str = "dbbind.io/value.";
 
 /// Keys that take an optional `.<alias>` suffix.
-const BINDING_KEYS: [&str; 10] = [
+const BINDING_KEYS: [&str; 11] = [
     "secret", "profile", "host", "port", "database", "user", "sslmode", "keys", "env", "files",
+    "endpoint",
 ];
 /// Keys that apply to the whole pod.
 const POD_KEYS: [&str; 3] = ["containers", "on-conflict", "inject"];
@@ -213,6 +214,7 @@ struct Draft {
     keys: BTreeMap<Field, String>,
     env: Option<EnvSets>,
     files: bool,
+    endpoint: Option<EndpointRole>,
 }
 
 impl Draft {
@@ -230,6 +232,7 @@ impl Draft {
             "keys" => self.keys = parse_key_map(key, value)?,
             "env" => self.env = Some(parse_env(key, value, named)?),
             "files" => self.files = parse_bool(key, value)?,
+            "endpoint" => self.endpoint = Some(parse_endpoint(key, value)?),
             _ => {
                 if let Some(field) = Field::from_name(base) {
                     let literal = parse_literal(field, key, value)?;
@@ -259,8 +262,9 @@ impl Draft {
             profile: self.profile,
             literals: self.literals,
             keys: self.keys,
-            env: self.env.unwrap_or_default(),
+            env: self.env.unwrap_or_else(EnvSets::postgres_only),
             files: self.files,
+            endpoint: self.endpoint,
         })
     }
 }
@@ -381,12 +385,11 @@ fn parse_key_map(key: &str, value: &str) -> Result<BTreeMap<Field, String>, Anno
     Ok(map)
 }
 
+/// The sets `dbbind.io/env` accepts, in the order the docs list them.
+const ENV_SETS: &str = "postgres, libpq, database-url, spring, quarkus, jdbc, dotnet or none";
+
 fn parse_env(key: &str, value: &str, named: bool) -> Result<EnvSets, AnnotationError> {
-    let mut sets = EnvSets {
-        postgres: false,
-        libpq: false,
-        database_url: false,
-    };
+    let mut sets = EnvSets::default();
     let items = split_list(key, value)?;
     for item in &items {
         let flag = match *item {
@@ -399,6 +402,10 @@ fn parse_env(key: &str, value: &str, named: bool) -> Result<EnvSets, AnnotationE
             }
             "libpq" => &mut sets.libpq,
             "database-url" => &mut sets.database_url,
+            "spring" => &mut sets.spring,
+            "quarkus" => &mut sets.quarkus,
+            "jdbc" => &mut sets.jdbc,
+            "dotnet" => &mut sets.dotnet,
             "none" if items.len() == 1 => continue,
             "none" => {
                 return Err(bad_value(
@@ -409,10 +416,7 @@ fn parse_env(key: &str, value: &str, named: bool) -> Result<EnvSets, AnnotationE
             other => {
                 return Err(bad_value(
                     key,
-                    format!(
-                        "unknown set {}; use postgres, libpq, database-url or none",
-                        echo(other)
-                    ),
+                    format!("unknown set {}; use {ENV_SETS}", echo(other)),
                 ));
             }
         };
@@ -422,6 +426,18 @@ fn parse_env(key: &str, value: &str, named: bool) -> Result<EnvSets, AnnotationE
         *flag = true;
     }
     Ok(sets)
+}
+
+fn parse_endpoint(key: &str, value: &str) -> Result<EndpointRole, AnnotationError> {
+    EndpointRole::from_name(value).ok_or_else(|| {
+        bad_value(
+            key,
+            format!(
+                "{} is not an endpoint role; use rw (the primary), ro (replicas) or r (any instance)",
+                echo(value)
+            ),
+        )
+    })
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, AnnotationError> {

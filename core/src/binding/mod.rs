@@ -52,6 +52,8 @@ pub struct BindingRequest {
     pub keys: BTreeMap<Field, String>,
     pub env: EnvSets,
     pub files: bool,
+    /// `dbbind.io/endpoint`: which of the operator's Services to reach.
+    pub endpoint: Option<EndpointRole>,
 }
 
 impl BindingRequest {
@@ -77,21 +79,63 @@ impl BindingRequest {
     }
 }
 
-/// Which variable name sets to inject (`dbbind.io/env`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which variable name sets to inject (`dbbind.io/env`, docs/design.md §3 and §8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EnvSets {
     pub postgres: bool,
     pub libpq: bool,
     pub database_url: bool,
+    /// Spring Boot: `SPRING_DATASOURCE_URL` (JDBC), `_USERNAME`, `_PASSWORD`.
+    pub spring: bool,
+    /// Quarkus: `QUARKUS_DATASOURCE_DB_KIND`, `_JDBC_URL`, `_USERNAME`, `_PASSWORD`.
+    pub quarkus: bool,
+    /// `POSTGRES_JDBC_URL`.
+    pub jdbc: bool,
+    /// .NET: `ConnectionStrings__<Name>` without the password, and `PGPASSWORD`.
+    pub dotnet: bool,
 }
 
-impl Default for EnvSets {
-    fn default() -> EnvSets {
+impl EnvSets {
+    /// Only the `postgres` set: what a binding gets without `dbbind.io/env`.
+    pub fn postgres_only() -> EnvSets {
         EnvSets {
             postgres: true,
-            libpq: false,
-            database_url: false,
+            ..EnvSets::default()
         }
+    }
+}
+
+/// One of an operator's Services, by role (`dbbind.io/endpoint`, docs/design.md §8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EndpointRole {
+    /// The primary: reads and writes.
+    ReadWrite,
+    /// Replicas only.
+    ReadOnly,
+    /// Any instance, for reads.
+    Read,
+}
+
+impl EndpointRole {
+    pub const ALL: [EndpointRole; 3] = [
+        EndpointRole::ReadWrite,
+        EndpointRole::ReadOnly,
+        EndpointRole::Read,
+    ];
+
+    /// The annotation value.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndpointRole::ReadWrite => "rw",
+            EndpointRole::ReadOnly => "ro",
+            EndpointRole::Read => "r",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EndpointRole> {
+        EndpointRole::ALL
+            .into_iter()
+            .find(|role| role.name() == name)
     }
 }
 
@@ -143,8 +187,9 @@ mod tests {
             profile: None,
             literals: BTreeMap::new(),
             keys: BTreeMap::new(),
-            env: EnvSets::default(),
+            env: EnvSets::postgres_only(),
             files: false,
+            endpoint: None,
         };
         assert_eq!(request.env_prefix(), "READ_REPLICA_");
         assert_eq!(request.annotation("host"), "dbbind.io/host.read-replica");

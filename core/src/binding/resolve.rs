@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use super::BindingRequest;
+use super::{BindingRequest, EndpointRole};
 use crate::field::{Field, join_fields};
 use crate::message::{Denial, Warning, clip, echo};
-use crate::profile::{FieldSource, Profile, ProfileSet};
+use crate::profile::{CLUSTER_PLACEHOLDER, FieldSource, Profile, ProfileSet};
 use crate::secret::{SecretLookup, SecretView};
 
 /// Where one injected value comes from. Never the value of a Secret key itself.
@@ -46,10 +46,17 @@ pub fn resolve(
     let secret = secrets.get(namespace, &request.secret);
     let profile = choose_profile(request, namespace, secret.as_ref(), profiles)?;
 
+    let endpoint = endpoint_host(request, profile, secret.as_ref(), profiles)?;
     let mut fields = BTreeMap::new();
     let mut missing = Vec::new();
     for field in Field::ALL {
-        match field_source(request, profile, secret.as_ref(), field)? {
+        let source = match (&endpoint, field) {
+            (Some(host), Field::Host) => Some(ValueSource::Literal(host.clone())),
+            // The Secret's URI names the primary; another role's URL is composed instead.
+            (Some(_), Field::Uri) if request.endpoint != Some(EndpointRole::ReadWrite) => None,
+            _ => field_source(request, profile, secret.as_ref(), field)?,
+        };
+        match source {
             Some(source) => {
                 fields.insert(field, source);
             }
@@ -137,6 +144,62 @@ fn choose_profile<'p>(
             request.annotation("profile")
         ))
     })
+}
+
+/// The host of `dbbind.io/endpoint`'s role: the profile's Service for that role, named after
+/// the database cluster. `None` without the annotation.
+fn endpoint_host(
+    request: &BindingRequest,
+    profile: &Profile,
+    secret: Option<&SecretView>,
+    profiles: &ProfileSet,
+) -> Result<Option<String>, Denial> {
+    let Some(role) = request.endpoint else {
+        return Ok(None);
+    };
+    let key = request.annotation("endpoint");
+    let Some(endpoints) = &profile.endpoints else {
+        let supporting: Vec<&str> = profiles
+            .iter()
+            .filter(|p| p.endpoints.is_some())
+            .map(|p| p.name.as_str())
+            .collect();
+        return Err(Denial::new(format!(
+            "annotation {key:?}: profile {:?} has no endpoint roles; profiles that have them: {}",
+            profile.name,
+            supporting.join(", ")
+        )));
+    };
+    let Some(template) = endpoints.template(role.name()) else {
+        return Err(Denial::new(format!(
+            "annotation {key:?}: profile {:?} has no {:?} endpoint; its roles: {}",
+            profile.name,
+            role.name(),
+            endpoints.roles().join(", ")
+        )));
+    };
+    if request.literals.contains_key(&Field::Host) {
+        return Err(Denial::new(format!(
+            "annotations {key:?} and {:?} both choose the host; keep one",
+            request.annotation("host")
+        )));
+    }
+    let cluster = endpoints
+        .cluster(secret.map(|s| &s.labels), &request.secret)
+        .ok_or_else(|| {
+            let label = endpoints
+                .cluster_label
+                .as_deref()
+                .map(|label| format!("no label {label:?} and "))
+                .unwrap_or_default();
+            Denial::about_secret(format!(
+                "annotation {key:?}: cannot tell the database cluster of Secret {:?}: it has {label}a name profile {:?} does not recognise; set {:?} instead",
+                request.secret,
+                profile.name,
+                request.annotation("host")
+            ))
+        })?;
+    Ok(Some(template.replace(CLUSTER_PLACEHOLDER, cluster)))
 }
 
 /// One field's source, in the order: annotation literal, `dbbind.io/keys`, the profile's keys,

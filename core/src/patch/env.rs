@@ -1,4 +1,11 @@
-//! The environment variables one binding injects (docs/design.md §3).
+//! The environment variables one binding injects (docs/design.md §3 and §8).
+//!
+//! Every value is a reference: a field from a Secret key is a `secretKeyRef`, a literal is a
+//! literal, and a composed string (a URL, a JDBC URL, a .NET connection string) is made only of
+//! `$(VAR)` references to variables injected before it, which the kubelet expands. The password
+//! never goes into a composed string: expansion does not percent-encode, and a generated
+//! password with `@`, `:`, `/`, `?` or `#` would break the string (or be read as another part
+//! of it). Where a framework needs it, the password is a variable of its own.
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 
@@ -6,16 +13,27 @@ use crate::binding::{ResolvedBinding, ValueSource};
 use crate::field::Field;
 use crate::message::{Denial, Warning};
 
-/// The variables of one binding, in injection order: the `postgres` set, the `libpq` set, then
-/// `DATABASE_URL`, which may refer to the variables before it.
+/// The fields a composed string may refer to: everything but the password and the URI.
+const COMPOSABLE: [Field; 5] = [
+    Field::Host,
+    Field::Port,
+    Field::Database,
+    Field::User,
+    Field::Sslmode,
+];
+
+/// The variables of one binding, in injection order: the `postgres` set, the `libpq` set, the
+/// helper variables composed strings need when neither set is requested, then `DATABASE_URL`,
+/// the `spring`, `quarkus`, `jdbc` and `dotnet` sets.
 pub fn binding_env(
     binding: &ResolvedBinding,
     warnings: &mut Vec<Warning>,
 ) -> Result<Vec<EnvVar>, Denial> {
     let request = &binding.request;
+    let sets = request.env;
     let prefix = request.env_prefix();
-    let mut vars = Vec::new();
-    if request.env.postgres {
+    let mut vars = Vars::default();
+    if sets.postgres {
         for (field, source) in &binding.fields {
             vars.push(env_var(
                 format!("{prefix}{}", field.postgres_env()),
@@ -24,32 +42,232 @@ pub fn binding_env(
             ));
         }
     }
-    if request.env.libpq {
+    if sets.libpq {
         for (field, source) in &binding.fields {
             if let Some(name) = field.libpq_env() {
                 vars.push(env_var(format!("{prefix}{name}"), binding, source));
             }
         }
     }
-    if request.env.database_url {
+
+    let uri_key = binding.source(Field::Uri);
+    let composes = (sets.database_url && uri_key.is_none())
+        || sets.spring
+        || sets.quarkus
+        || sets.jdbc
+        || sets.dotnet;
+    if !composes {
+        if let (true, Some(source)) = (sets.database_url, uri_key) {
+            vars.push(env_var(format!("{prefix}DATABASE_URL"), binding, source));
+        }
+        return Ok(vars.0);
+    }
+    let parts = Parts::new(binding, &mut vars)?;
+    let password = |name: String| {
+        binding
+            .source(Field::Password)
+            .map(|source| env_var(name, binding, source))
+    };
+    let user = |name: String| {
+        binding
+            .source(Field::User)
+            .map(|source| env_var(name, binding, source))
+    };
+
+    if sets.database_url {
         let name = format!("{prefix}DATABASE_URL");
-        match binding.source(Field::Uri) {
+        match uri_key {
             Some(source) => vars.push(env_var(name, binding, source)),
             None => {
-                let url = composed_url(binding, &prefix)?;
+                vars.push(literal(name.clone(), parts.libpq_url()));
+                let password_var = format!("{prefix}PGPASSWORD");
+                vars.extend(password(password_var.clone()));
                 warnings.push(Warning::new(format!(
-                    "binding {:?}: {name} is composed from the other variables by Kubernetes variable expansion, which does not percent-encode: a user name or password with URL-reserved characters breaks it",
+                    "binding {:?}: {name} is composed without the password, which is in {password_var}: libpq-based clients (psycopg, Django, the pg gem, node-postgres, pgx) read it; clients that take the password only from the URL (Prisma) do not, and need a Secret with its own URI key (dbbind.io/keys: uri=<key>)",
                     request.name()
                 )));
-                vars.push(EnvVar {
-                    name,
-                    value: Some(url),
-                    value_from: None,
-                });
             }
         }
     }
-    Ok(vars)
+    if sets.spring {
+        vars.push(literal(
+            format!("{prefix}SPRING_DATASOURCE_URL"),
+            parts.jdbc_url(),
+        ));
+        vars.extend(user(format!("{prefix}SPRING_DATASOURCE_USERNAME")));
+        vars.extend(password(format!("{prefix}SPRING_DATASOURCE_PASSWORD")));
+    }
+    if sets.quarkus {
+        vars.push(literal(
+            format!("{prefix}QUARKUS_DATASOURCE_DB_KIND"),
+            "postgresql".to_owned(),
+        ));
+        vars.push(literal(
+            format!("{prefix}QUARKUS_DATASOURCE_JDBC_URL"),
+            parts.jdbc_url(),
+        ));
+        vars.extend(user(format!("{prefix}QUARKUS_DATASOURCE_USERNAME")));
+        vars.extend(password(format!("{prefix}QUARKUS_DATASOURCE_PASSWORD")));
+    }
+    if sets.jdbc {
+        vars.push(literal(
+            format!("{prefix}POSTGRES_JDBC_URL"),
+            parts.jdbc_url(),
+        ));
+    }
+    if sets.dotnet {
+        let name = match &request.alias {
+            Some(alias) => alias.replace(['-', '.'], "_"),
+            None => "Default".to_owned(),
+        };
+        vars.push(literal(
+            format!("ConnectionStrings__{name}"),
+            parts.dotnet_connection_string(),
+        ));
+        vars.extend(password(format!("{prefix}PGPASSWORD")));
+    }
+    Ok(vars.0)
+}
+
+/// Variables in order; a name already there (`PGPASSWORD` from the `libpq` set and from
+/// `database-url`) is not added twice.
+#[derive(Default)]
+struct Vars(Vec<EnvVar>);
+
+impl Vars {
+    fn push(&mut self, var: EnvVar) {
+        if !self.0.iter().any(|own| own.name == var.name) {
+            self.0.push(var);
+        }
+    }
+
+    fn extend(&mut self, var: Option<EnvVar>) {
+        if let Some(var) = var {
+            self.push(var);
+        }
+    }
+}
+
+/// The `$(VAR)` references a composed string is made of: one per field the binding has, to a
+/// variable injected before it.
+struct Parts {
+    host: String,
+    port: Option<String>,
+    database: Option<String>,
+    user: Option<String>,
+    sslmode: Option<String>,
+}
+
+impl Parts {
+    /// Refers to the `postgres` set when injected, else the `libpq` set, else to helper
+    /// variables `DBBIND_<BINDING>_<FIELD>` added here, so a binding with only `spring` (say)
+    /// still copies no value.
+    fn new(binding: &ResolvedBinding, vars: &mut Vars) -> Result<Parts, Denial> {
+        let request = &binding.request;
+        let prefix = request.env_prefix();
+        let helper_prefix = format!(
+            "DBBIND_{}_",
+            request.name().to_ascii_uppercase().replace(['-', '.'], "_")
+        );
+        let mut reference = |field: Field| -> Option<String> {
+            let source = binding.source(field)?;
+            let name = if request.env.postgres {
+                format!("{prefix}{}", field.postgres_env())
+            } else if let (true, Some(libpq)) = (request.env.libpq, field.libpq_env()) {
+                format!("{prefix}{libpq}")
+            } else {
+                let name = format!("{helper_prefix}{}", field.name().to_ascii_uppercase());
+                vars.push(env_var(name.clone(), binding, source));
+                name
+            };
+            Some(format!("$({name})"))
+        };
+        let [host, port, database, user, sslmode] = COMPOSABLE.map(&mut reference);
+        let Some(host) = host else {
+            return Err(Denial::about_secret(format!(
+                "binding {:?}: cannot compose a connection string: no host (Secret {:?})",
+                request.name(),
+                request.secret
+            )));
+        };
+        Ok(Parts {
+            host,
+            port,
+            database,
+            user,
+            sslmode,
+        })
+    }
+
+    /// `host[:port]/[database]`, the part every URL shares.
+    fn authority_and_path(&self) -> String {
+        let mut out = self.host.clone();
+        if let Some(port) = &self.port {
+            out.push(':');
+            out.push_str(port);
+        }
+        out.push('/');
+        if let Some(database) = &self.database {
+            out.push_str(database);
+        }
+        out
+    }
+
+    fn sslmode_query(&self) -> String {
+        self.sslmode
+            .as_ref()
+            .map(|sslmode| format!("?sslmode={sslmode}"))
+            .unwrap_or_default()
+    }
+
+    /// `postgresql://$(USER)@$(HOST):$(PORT)/$(DB)?sslmode=$(SSLMODE)`, without the password.
+    fn libpq_url(&self) -> String {
+        let user = self
+            .user
+            .as_ref()
+            .map(|user| format!("{user}@"))
+            .unwrap_or_default();
+        format!(
+            "postgresql://{user}{}{}",
+            self.authority_and_path(),
+            self.sslmode_query()
+        )
+    }
+
+    /// `jdbc:postgresql://$(HOST):$(PORT)/$(DB)?sslmode=$(SSLMODE)`: user and password are
+    /// given to the framework beside it.
+    fn jdbc_url(&self) -> String {
+        format!(
+            "jdbc:postgresql://{}{}",
+            self.authority_and_path(),
+            self.sslmode_query()
+        )
+    }
+
+    /// `Host=…;Port=…;Database=…;Username=…` for Npgsql, which reads the password from
+    /// `PGPASSWORD`. No `SSL Mode`: Npgsql spells its modes differently (`VerifyFull`).
+    fn dotnet_connection_string(&self) -> String {
+        let mut parts = vec![format!("Host={}", self.host)];
+        let optional = [
+            ("Port", &self.port),
+            ("Database", &self.database),
+            ("Username", &self.user),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                parts.push(format!("{key}={value}"));
+            }
+        }
+        parts.join(";")
+    }
+}
+
+fn literal(name: String, value: String) -> EnvVar {
+    EnvVar {
+        name,
+        value: Some(value),
+        value_from: None,
+    }
 }
 
 fn env_var(name: String, binding: &ResolvedBinding, source: &ValueSource) -> EnvVar {
@@ -73,50 +291,4 @@ fn env_var(name: String, binding: &ResolvedBinding, source: &ValueSource) -> Env
             value_from: None,
         },
     }
-}
-
-/// `postgresql://$(USER):$(PASSWORD)@$(HOST):$(PORT)/$(DB)?sslmode=$(SSLMODE)` over the
-/// variables this binding injects, so no value is ever copied.
-fn composed_url(binding: &ResolvedBinding, prefix: &str) -> Result<String, Denial> {
-    let request = &binding.request;
-    let name_of: fn(Field) -> Option<&'static str> = if request.env.postgres {
-        |field| Some(field.postgres_env())
-    } else if request.env.libpq {
-        Field::libpq_env
-    } else {
-        return Err(Denial::about_secret(format!(
-            "annotation {:?}: \"database-url\" needs \"postgres\" or \"libpq\" as well, because Secret {:?} has no URI key to read DATABASE_URL from and it is composed from those variables",
-            request.annotation("env"),
-            request.secret
-        )));
-    };
-    let var = |field: Field| {
-        binding
-            .source(field)
-            .and(name_of(field))
-            .map(|name| format!("$({prefix}{name})"))
-    };
-    let (Some(host), Some(user), Some(password)) =
-        (var(Field::Host), var(Field::User), var(Field::Password))
-    else {
-        return Err(Denial::about_secret(format!(
-            "binding {:?}: cannot compose DATABASE_URL: Secret {:?} provides no URI, and host, user and password are not all available",
-            request.name(),
-            request.secret
-        )));
-    };
-    let mut url = format!("postgresql://{user}:{password}@{host}");
-    if let Some(port) = var(Field::Port) {
-        url.push(':');
-        url.push_str(&port);
-    }
-    url.push('/');
-    if let Some(database) = var(Field::Database) {
-        url.push_str(&database);
-    }
-    if let Some(sslmode) = var(Field::Sslmode) {
-        url.push_str("?sslmode=");
-        url.push_str(&sslmode);
-    }
-    Ok(url)
 }

@@ -17,6 +17,7 @@ fn binding(fields: &[(Field, ValueSource)], env: EnvSets, files: bool) -> Resolv
             keys: BTreeMap::new(),
             env,
             files,
+            endpoint: None,
         },
         profile: "generic".to_owned(),
         fields: fields.iter().cloned().collect(),
@@ -46,12 +47,34 @@ fn bare_pod() -> serde_json::Value {
     json!({"metadata": {}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}})
 }
 
+fn names_and_values(pod: &serde_json::Value) -> Vec<(String, String)> {
+    pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|var| {
+            let value = match var.get("value") {
+                Some(value) => value.as_str().unwrap().to_owned(),
+                None => format!(
+                    "<{}>",
+                    var["valueFrom"]["secretKeyRef"]["key"].as_str().unwrap()
+                ),
+            };
+            (var["name"].as_str().unwrap().to_owned(), value)
+        })
+        .collect()
+}
+
+fn pair(name: &str, value: &str) -> (String, String) {
+    (name.to_owned(), value.to_owned())
+}
+
 #[test]
-fn database_url_is_composed_without_missing_parts() {
-    let only = EnvSets {
+fn database_url_is_composed_without_the_password_which_gets_pgpassword() {
+    let sets = EnvSets {
         postgres: true,
-        libpq: false,
         database_url: true,
+        ..EnvSets::default()
     };
     let b = binding(
         &[
@@ -59,19 +82,154 @@ fn database_url_is_composed_without_missing_parts() {
             (Field::User, key("u")),
             (Field::Password, key("p")),
         ],
-        only,
+        sets,
         false,
     );
     let (pod, warnings) = patched(bare_pod(), &[b]);
-    let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
+    let env = names_and_values(&pod);
     assert_eq!(
-        env.last().unwrap()["value"],
-        "postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@$(POSTGRES_HOST)/"
+        &env[3..],
+        [
+            pair(
+                "DATABASE_URL",
+                "postgresql://$(POSTGRES_USER)@$(POSTGRES_HOST)/"
+            ),
+            pair("PGPASSWORD", "<p>"),
+        ]
     );
+    assert!(warnings[0].contains("without the password"), "{warnings:?}");
+    assert!(warnings[0].contains("Prisma"), "{warnings:?}");
+}
+
+fn full_binding(sets: EnvSets) -> ResolvedBinding {
+    binding(
+        &[
+            (Field::Host, key("host")),
+            (Field::Port, ValueSource::Literal("5432".to_owned())),
+            (Field::Database, key("dbname")),
+            (Field::User, key("user")),
+            (Field::Password, key("password")),
+            (Field::Sslmode, ValueSource::Literal("require".to_owned())),
+        ],
+        sets,
+        false,
+    )
+}
+
+#[test]
+fn framework_sets_compose_from_references_and_keep_the_password_apart() {
+    let sets = EnvSets {
+        postgres: true,
+        spring: true,
+        quarkus: true,
+        jdbc: true,
+        dotnet: true,
+        ..EnvSets::default()
+    };
+    let (pod, warnings) = patched(bare_pod(), &[full_binding(sets)]);
+    let env = names_and_values(&pod);
+    let jdbc = "jdbc:postgresql://$(POSTGRES_HOST):$(POSTGRES_PORT)/$(POSTGRES_DB)?sslmode=$(POSTGRES_SSLMODE)";
+    assert_eq!(
+        &env[6..],
+        [
+            pair("SPRING_DATASOURCE_URL", jdbc),
+            pair("SPRING_DATASOURCE_USERNAME", "<user>"),
+            pair("SPRING_DATASOURCE_PASSWORD", "<password>"),
+            pair("QUARKUS_DATASOURCE_DB_KIND", "postgresql"),
+            pair("QUARKUS_DATASOURCE_JDBC_URL", jdbc),
+            pair("QUARKUS_DATASOURCE_USERNAME", "<user>"),
+            pair("QUARKUS_DATASOURCE_PASSWORD", "<password>"),
+            pair("POSTGRES_JDBC_URL", jdbc),
+            pair(
+                "ConnectionStrings__Default",
+                "Host=$(POSTGRES_HOST);Port=$(POSTGRES_PORT);Database=$(POSTGRES_DB);Username=$(POSTGRES_USER)"
+            ),
+            pair("PGPASSWORD", "<password>"),
+        ]
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // No composed value names the password.
+    assert!(env.iter().all(|(_, value)| !value.contains("PASSWORD)")));
+}
+
+#[test]
+fn without_the_postgres_or_libpq_set_composed_strings_refer_to_helper_variables() {
+    let sets = EnvSets {
+        jdbc: true,
+        ..EnvSets::default()
+    };
+    let (pod, _) = patched(bare_pod(), &[full_binding(sets)]);
+    assert_eq!(
+        names_and_values(&pod),
+        [
+            pair("DBBIND_DB_HOST", "<host>"),
+            pair("DBBIND_DB_PORT", "5432"),
+            pair("DBBIND_DB_DATABASE", "<dbname>"),
+            pair("DBBIND_DB_USER", "<user>"),
+            pair("DBBIND_DB_SSLMODE", "require"),
+            pair(
+                "POSTGRES_JDBC_URL",
+                "jdbc:postgresql://$(DBBIND_DB_HOST):$(DBBIND_DB_PORT)/$(DBBIND_DB_DATABASE)?sslmode=$(DBBIND_DB_SSLMODE)"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_libpq_set_and_database_url_share_one_pgpassword() {
+    let sets = EnvSets {
+        libpq: true,
+        database_url: true,
+        ..EnvSets::default()
+    };
+    let (pod, _) = patched(bare_pod(), &[full_binding(sets)]);
+    let env = names_and_values(&pod);
+    assert_eq!(
+        env.iter().filter(|(name, _)| name == "PGPASSWORD").count(),
+        1
+    );
+    assert_eq!(
+        env.last().unwrap(),
+        &pair(
+            "DATABASE_URL",
+            "postgresql://$(PGUSER)@$(PGHOST):$(PGPORT)/$(PGDATABASE)?sslmode=$(PGSSLMODE)"
+        )
+    );
+}
+
+#[test]
+fn a_named_binding_prefixes_its_sets_and_names_its_connection_string() {
+    let mut b = full_binding(EnvSets {
+        spring: true,
+        dotnet: true,
+        ..EnvSets::default()
+    });
+    b.request.alias = Some("read-replica".to_owned());
+    let (pod, _) = patched(bare_pod(), &[b]);
+    let names: Vec<String> = names_and_values(&pod).into_iter().map(|(n, _)| n).collect();
     assert!(
-        warnings[0].contains("does not percent-encode"),
-        "{warnings:?}"
+        names.contains(&"DBBIND_READ_REPLICA_HOST".to_owned()),
+        "{names:?}"
     );
+    assert!(names.contains(&"READ_REPLICA_SPRING_DATASOURCE_URL".to_owned()));
+    assert!(names.contains(&"ConnectionStrings__read_replica".to_owned()));
+    assert!(names.contains(&"READ_REPLICA_PGPASSWORD".to_owned()));
+}
+
+#[test]
+fn reinvocation_of_framework_sets_adds_nothing() {
+    let sets = EnvSets {
+        spring: true,
+        database_url: true,
+        dotnet: true,
+        ..EnvSets::default()
+    };
+    let b = full_binding(sets);
+    let (once, _) = patched(bare_pod(), std::slice::from_ref(&b));
+    let typed: Pod = serde_json::from_value(once).unwrap();
+    let mut warnings = Vec::new();
+    let again = build_patch(&typed, &[b], None, OnConflict::Keep, &mut warnings).unwrap();
+    assert!(again.0.is_empty(), "{:?}", again.0);
 }
 
 #[test]
@@ -82,7 +240,7 @@ fn literal_values_escape_variable_references() {
             (Field::User, key("u")),
             (Field::Password, key("p")),
         ],
-        EnvSets::default(),
+        EnvSets::postgres_only(),
         false,
     );
     let (pod, _) = patched(bare_pod(), &[b]);
@@ -105,11 +263,7 @@ fn files_split_required_and_optional_keys_and_carry_literals_by_annotation() {
             (Field::User, key("username")),
             (Field::Password, key("password")),
         ],
-        EnvSets {
-            postgres: false,
-            libpq: false,
-            database_url: false,
-        },
+        EnvSets::default(),
         true,
     );
     let (pod, _) = patched(bare_pod(), &[b]);
@@ -151,7 +305,7 @@ fn a_binding_with_only_literals_projects_no_secret_source() {
     // A secret source without items would project every key of the Secret.
     let b = binding(
         &[(Field::Host, ValueSource::Literal("h".to_owned()))],
-        EnvSets::default(),
+        EnvSets::postgres_only(),
         true,
     );
     let (pod, _) = patched(bare_pod(), &[b]);
@@ -168,7 +322,11 @@ fn the_containers_own_binding_root_decides_the_mount_path() {
         "name": "app", "image": "app:1",
         "env": [{"name": "SERVICE_BINDING_ROOT", "value": "/var/run/bindings/"}],
     }]}});
-    let b = binding(&[(Field::Host, key("host"))], EnvSets::default(), true);
+    let b = binding(
+        &[(Field::Host, key("host"))],
+        EnvSets::postgres_only(),
+        true,
+    );
     let (pod, _) = patched(pod, &[b]);
     let container = &pod["spec"]["containers"][0];
     assert_eq!(
@@ -190,7 +348,11 @@ fn a_mount_at_the_binding_path_under_keep_is_left_with_a_warning() {
         "name": "app", "image": "app:1",
         "volumeMounts": [{"name": "mine", "mountPath": "/bindings/db"}],
     }], "volumes": [{"name": "mine", "emptyDir": {}}]}});
-    let b = binding(&[(Field::Host, key("host"))], EnvSets::default(), true);
+    let b = binding(
+        &[(Field::Host, key("host"))],
+        EnvSets::postgres_only(),
+        true,
+    );
     let (pod, warnings) = patched(pod, &[b]);
     assert_eq!(
         pod["spec"]["containers"][0]["volumeMounts"]

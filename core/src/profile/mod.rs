@@ -12,7 +12,10 @@ use std::sync::LazyLock;
 
 pub use detect::Detection;
 pub use pattern::{PatternError, SecretNamePattern};
-pub use schema::{DetectRule, FieldSource, InvalidProfile, OwnerMatch, Profile, ProfileFile};
+pub use schema::{
+    CLUSTER_PLACEHOLDER, DetectRule, Endpoints, FieldSource, InvalidProfile, OwnerMatch, Profile,
+    ProfileFile,
+};
 
 use crate::secret::SecretView;
 

@@ -35,6 +35,72 @@ pub struct Profile {
     /// Fields without which the pod is denied. Default: host, user, password.
     #[serde(default = "default_required")]
     pub required: Vec<Field>,
+    /// The operator's Services by role, for `dbbind.io/endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+}
+
+/// An operator that publishes one Service per role names each after the database cluster:
+/// the host for `dbbind.io/endpoint` is the role's template with `{cluster}` replaced by the
+/// cluster's name, read from a label of the Secret, else from the Secret's name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoints {
+    /// A label of the Secret whose value is the cluster's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_label: Option<String>,
+    /// A regular expression over the Secret's name whose capture group is the cluster's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_from_secret_name: Option<SecretNamePattern>,
+    /// The primary (reads and writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rw: Option<String>,
+    /// Replicas only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ro: Option<String>,
+    /// Any instance, for reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<String>,
+}
+
+/// What stands for the cluster's name in an endpoint template.
+pub const CLUSTER_PLACEHOLDER: &str = "{cluster}";
+
+impl Endpoints {
+    /// The host template of a role (`rw`, `ro`, `r`), when the operator has that Service.
+    pub fn template(&self, role: &str) -> Option<&str> {
+        match role {
+            "rw" => self.rw.as_deref(),
+            "ro" => self.ro.as_deref(),
+            "r" => self.r.as_deref(),
+            _ => None,
+        }
+        .filter(|template| !template.is_empty())
+    }
+
+    /// The roles this operator serves, for messages.
+    pub fn roles(&self) -> Vec<&'static str> {
+        ["rw", "ro", "r"]
+            .into_iter()
+            .filter(|role| self.template(role).is_some())
+            .collect()
+    }
+
+    /// The cluster's name: the label when the Secret is known and has it, else derived from
+    /// the Secret's name.
+    pub fn cluster<'a>(
+        &self,
+        labels: Option<&'a BTreeMap<String, String>>,
+        secret_name: &'a str,
+    ) -> Option<&'a str> {
+        let from_label = self
+            .cluster_label
+            .as_ref()
+            .and_then(|label| labels?.get(label))
+            .map(String::as_str)
+            .filter(|name| !name.is_empty());
+        from_label.or_else(|| self.cluster_from_secret_name.as_ref()?.extract(secret_name))
+    }
 }
 
 /// Where one field's value comes from, tried in this order: the Secret's keys, a value derived
@@ -117,6 +183,10 @@ pub enum InvalidProfile {
     RuleFieldWithoutKeys(Field),
     #[error("defined twice in the same file")]
     Duplicate,
+    #[error("endpoints need clusterLabel or clusterFromSecretName, and a host for rw, ro or r")]
+    EndpointsIncomplete,
+    #[error("endpoint {0}: the host template must contain {{cluster}}")]
+    EndpointWithoutCluster(&'static str),
 }
 
 fn default_required() -> Vec<Field> {
@@ -175,6 +245,20 @@ impl Profile {
                     field: *field,
                     key: key.clone(),
                 });
+            }
+        }
+        if let Some(endpoints) = &self.endpoints {
+            if (endpoints.cluster_label.is_none() && endpoints.cluster_from_secret_name.is_none())
+                || endpoints.roles().is_empty()
+            {
+                return Err(InvalidProfile::EndpointsIncomplete);
+            }
+            if let Some(role) = endpoints.roles().into_iter().find(|role| {
+                !endpoints
+                    .template(role)
+                    .is_some_and(|t| t.contains(CLUSTER_PLACEHOLDER))
+            }) {
+                return Err(InvalidProfile::EndpointWithoutCluster(role));
             }
         }
         for rule in &self.detect {

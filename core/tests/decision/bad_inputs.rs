@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-const KNOWN: &str = "dbbind.io/secret[.<alias>], dbbind.io/profile[.<alias>], dbbind.io/host[.<alias>], dbbind.io/port[.<alias>], dbbind.io/database[.<alias>], dbbind.io/user[.<alias>], dbbind.io/sslmode[.<alias>], dbbind.io/keys[.<alias>], dbbind.io/env[.<alias>], dbbind.io/files[.<alias>], dbbind.io/containers, dbbind.io/on-conflict, dbbind.io/inject";
+const KNOWN: &str = "dbbind.io/secret[.<alias>], dbbind.io/profile[.<alias>], dbbind.io/host[.<alias>], dbbind.io/port[.<alias>], dbbind.io/database[.<alias>], dbbind.io/user[.<alias>], dbbind.io/sslmode[.<alias>], dbbind.io/keys[.<alias>], dbbind.io/env[.<alias>], dbbind.io/files[.<alias>], dbbind.io/endpoint[.<alias>], dbbind.io/containers, dbbind.io/on-conflict, dbbind.io/inject";
 
 /// Annotations on a pod with containers `app` and `sidecar`, in namespace `shop` where the
 /// fixture Secrets `orders-db-conn` (generic) and `orders-db-master` (rds, no host) exist.
@@ -200,7 +200,7 @@ fn annotation_errors() {
                 ("dbbind.io/secret", "orders-db-conn"),
                 ("dbbind.io/env", "postgres,mysql"),
             ],
-            "dbbind: annotation \"dbbind.io/env\": unknown set \"mysql\"; use postgres, libpq, database-url or none",
+            "dbbind: annotation \"dbbind.io/env\": unknown set \"mysql\"; use postgres, libpq, database-url, spring, quarkus, jdbc, dotnet or none",
         ),
         (
             &[
@@ -307,9 +307,38 @@ fn resolution_errors() {
         (
             &[
                 ("dbbind.io/secret", "orders-db-conn"),
-                ("dbbind.io/env", "database-url"),
+                ("dbbind.io/endpoint", "ro"),
             ],
-            "dbbind: annotation \"dbbind.io/env\": \"database-url\" needs \"postgres\" or \"libpq\" as well, because Secret \"orders-db-conn\" has no URI key to read DATABASE_URL from and it is composed from those variables",
+            "dbbind: annotation \"dbbind.io/endpoint\": profile \"generic\" has no endpoint roles; profiles that have them: cnpg, crunchy, zalando",
+        ),
+        (
+            &[
+                (
+                    "dbbind.io/secret",
+                    "foo-user.acid-minimal-cluster.credentials.postgresql.acid.zalan.do",
+                ),
+                ("dbbind.io/endpoint", "r"),
+            ],
+            "dbbind: annotation \"dbbind.io/endpoint\": profile \"zalando\" has no \"r\" endpoint; its roles: rw, ro",
+        ),
+        (
+            &[
+                (
+                    "dbbind.io/secret",
+                    "foo-user.acid-minimal-cluster.credentials.postgresql.acid.zalan.do",
+                ),
+                ("dbbind.io/endpoint", "ro"),
+                ("dbbind.io/host", "hippo-replicas"),
+            ],
+            "dbbind: annotations \"dbbind.io/endpoint\" and \"dbbind.io/host\" both choose the host; keep one",
+        ),
+        (
+            &[
+                ("dbbind.io/secret", "not-a-cluster"),
+                ("dbbind.io/profile", "cnpg"),
+                ("dbbind.io/endpoint", "ro"),
+            ],
+            "dbbind: annotation \"dbbind.io/endpoint\": cannot tell the database cluster of Secret \"not-a-cluster\": it has no label \"cnpg.io/cluster\" and a name profile \"cnpg\" does not recognise; set \"dbbind.io/host\" instead",
         ),
     ];
     for (annotations, expected) in table {

@@ -349,8 +349,61 @@ fn the_libpq_and_database_url_sets_follow_the_same_sources() {
             format!("PGDATABASE=secret:{s}/database"),
             format!("PGUSER=secret:{s}/username"),
             format!("PGPASSWORD=secret:{s}/password"),
-            "DATABASE_URL=postgresql://$(PGUSER):$(PGPASSWORD)@$(PGHOST):$(PGPORT)/$(PGDATABASE)"
-                .to_owned(),
+            "DATABASE_URL=postgresql://$(PGUSER)@$(PGHOST):$(PGPORT)/$(PGDATABASE)".to_owned(),
         ]
+    );
+}
+
+#[test]
+fn endpoint_roles_name_the_operators_service_for_the_role() {
+    let host = |file: &str, extra: &[(&str, &str)]| -> Vec<String> {
+        let (env, _) = bind(file, extra);
+        env.into_iter()
+            .filter(|var| var.starts_with("POSTGRES_HOST=") || var.starts_with("DATABASE_URL="))
+            .collect()
+    };
+    // CloudNativePG: the cluster from the Secret's name (this Secret has no cnpg.io/cluster
+    // label); the Secret's own URI names the primary, so another role's URL is composed.
+    assert_eq!(
+        host(
+            "cnpg-app.yaml",
+            &[
+                ("dbbind.io/endpoint", "ro"),
+                ("dbbind.io/env", "postgres,database-url")
+            ]
+        ),
+        [
+            "POSTGRES_HOST=pg-main-ro",
+            "DATABASE_URL=postgresql://$(POSTGRES_USER)@$(POSTGRES_HOST):$(POSTGRES_PORT)/$(POSTGRES_DB)",
+        ]
+    );
+    assert_eq!(
+        host(
+            "cnpg-app.yaml",
+            &[
+                ("dbbind.io/endpoint", "rw"),
+                ("dbbind.io/env", "postgres,database-url")
+            ]
+        ),
+        [
+            "POSTGRES_HOST=pg-main-rw",
+            "DATABASE_URL=secret:pg-main-app/uri"
+        ]
+    );
+    assert_eq!(
+        host("cnpg-app.yaml", &[("dbbind.io/endpoint", "r")]),
+        ["POSTGRES_HOST=pg-main-r"]
+    );
+    // Crunchy and Zalando: the cluster from the operator's label.
+    assert_eq!(
+        host("crunchy-pguser.yaml", &[("dbbind.io/endpoint", "ro")]),
+        ["POSTGRES_HOST=hippo-replicas"]
+    );
+    assert_eq!(
+        host(
+            "zalando-credentials.yaml",
+            &[("dbbind.io/endpoint", "ro"), ("dbbind.io/database", "foo")]
+        ),
+        ["POSTGRES_HOST=acid-minimal-cluster-repl"]
     );
 }

@@ -60,9 +60,9 @@ fn every_key_is_read() {
     assert_eq!(
         binding.env,
         EnvSets {
-            postgres: false,
             libpq: true,
-            database_url: true
+            database_url: true,
+            ..EnvSets::default()
         }
     );
     assert!(binding.files);
@@ -81,14 +81,7 @@ fn auto_is_no_explicit_profile_and_none_is_no_env() {
         ("dbbind.io/env", "none"),
     ]);
     assert_eq!(requests.bindings[0].profile, None);
-    assert_eq!(
-        requests.bindings[0].env,
-        EnvSets {
-            postgres: false,
-            libpq: false,
-            database_url: false
-        }
-    );
+    assert_eq!(requests.bindings[0].env, EnvSets::default());
 }
 
 #[test]
