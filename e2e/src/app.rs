@@ -1,8 +1,9 @@
-//! What the app containers of the real node run: a shell script of ours around an unmodified
-//! client (Debian's `psql`), which connects once for every way the binding reaches the
-//! container — the `postgres` set, the `libpq` set, the URL, the files — with exactly the
-//! environment and files the kubelet gave it. It does no parsing of its own: it hands libpq the
-//! variables (renamed to libpq's names for the `postgres` set) or the URL as they are.
+//! What the app containers of the real node run: a shell script of ours around unmodified
+//! clients (Debian's `psql`, and pgx through `pgx-check`, e2e/drivers/pgx), which connects
+//! once for every way the binding reaches the container — the `postgres` set, the `libpq` set,
+//! the URL, the files; the `libpq` set and the URL also through pgx — with exactly the
+//! environment and files the kubelet gave it. It does no parsing of its own: it hands the
+//! driver the variables (renamed to libpq's names for the `postgres` set) or the URL as they are.
 //!
 //! Each connection names itself in `application_name` (`<scenario>/<container>/<binding>/<way>`)
 //! and, in the app container, stays open (`pg_sleep`), so the test asks PostgreSQL who is
@@ -19,7 +20,7 @@ pub struct Way {
     pub binding: String,
     /// Its variables' prefix (`""`, `POOLER_`).
     pub prefix: String,
-    /// `postgres`, `libpq`, `url` or `files`.
+    /// `postgres`, `libpq`, `url` or `files` (psql), `pgx-libpq` or `pgx-url` (pgx).
     pub kind: &'static str,
 }
 
@@ -28,6 +29,26 @@ impl Way {
     pub fn label(&self, scenario: &str, container: &str) -> String {
         format!("{scenario}/{container}/{}/{}", self.binding, self.kind)
     }
+}
+
+/// The ways pgx reads too: for each way through the `libpq` set or the URL, the same through
+/// pgx. For app containers only: pgx holds its connection open.
+pub fn with_pgx(ways: Vec<Way>) -> Vec<Way> {
+    let mut all = Vec::with_capacity(ways.len() * 2);
+    for way in ways {
+        let pgx = match way.kind {
+            "libpq" => Some("pgx-libpq"),
+            "url" => Some("pgx-url"),
+            _ => None,
+        };
+        let twin = pgx.map(|kind| Way {
+            kind,
+            ..way.clone()
+        });
+        all.push(way);
+        all.extend(twin);
+    }
+    all
 }
 
 /// Whether the container keeps its connections open (the app) or connects once (an init
@@ -63,6 +84,11 @@ pub fn script(scenario: &str, container: &str, ways: &[Way], mode: Mode) -> Stri
             "url" => format!(
                 "exec psql -X -q -v ON_ERROR_STOP=1 -c '{sql}' \"${{{p}DATABASE_URL:-${{{p}POSTGRES_URL}}}}\""
             ),
+            // pgx holds its connection itself, and only the app container uses it.
+            "pgx-libpq" => "exec pgx-check env".to_owned(),
+            "pgx-url" => {
+                format!("exec pgx-check url \"${{{p}DATABASE_URL:-${{{p}POSTGRES_URL}}}}\"")
+            }
             _ => format!(
                 "d=\"$SERVICE_BINDING_ROOT/{binding}\"\n  \
                  export PGHOST=\"$(cat \"$d/host\")\" PGUSER=\"$(cat \"$d/username\")\" PGPASSWORD=\"$(cat \"$d/password\")\"\n  \

@@ -55,9 +55,10 @@ pub fn write_pause(pause_binary: &Path, out: &Path) -> Result<()> {
     write_archive(PAUSE_IMAGE, &entries, &["/pause"], out)
 }
 
-/// The app image: busybox, psql and its libraries, users for non-root checks, and the database
-/// CA where libpq looks for it by default (`~/.postgresql/root.crt`, for root).
-pub fn write_app(psql: &Path, database_ca: &str, out: &Path) -> Result<()> {
+/// The app image: busybox, psql and its libraries, the static `pgx-check` (e2e/drivers/pgx),
+/// users for non-root checks, and the database CA where libpq looks for it by default
+/// (`~/.postgresql/root.crt`, for root).
+pub fn write_app(psql: &Path, pgx_check: &Path, database_ca: &str, out: &Path) -> Result<()> {
     let mut entries = vec![
         Entry::Dir("tmp".to_owned()),
         Entry::HostFile {
@@ -68,6 +69,11 @@ pub fn write_app(psql: &Path, database_ca: &str, out: &Path) -> Result<()> {
         Entry::HostFile {
             path: "usr/bin/psql".to_owned(),
             host: psql.to_owned(),
+            mode: 0o755,
+        },
+        Entry::HostFile {
+            path: "usr/bin/pgx-check".to_owned(),
+            host: pgx_check.to_owned(),
             mode: 0o755,
         },
         Entry::Text {

@@ -159,7 +159,12 @@ impl Node {
         let pause = self.dir.path().join("images/pause.tar");
         let app = self.dir.path().join("images/app.tar");
         image::write_pause(&node_bin.join("pause"), &pause)?;
-        image::write_app(&tools::postgres_bin_dir()?.join("psql"), database_ca, &app)?;
+        image::write_app(
+            &tools::postgres_bin_dir()?.join("psql"),
+            &tools::drivers_bin_dir()?.join("pgx-check"),
+            database_ca,
+            &app,
+        )?;
         for archive in [&pause, &app] {
             let archive = archive.display().to_string();
             let output = self.ctr(&[

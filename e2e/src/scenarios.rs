@@ -212,11 +212,11 @@ pub const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-/// Connection URLs real provisioners write that libpq refuses, with libpq's message. The Open
-/// Service Broker for Azure writes `…/db?&sslmode=require`: libpq 15 (psql, psycopg, the `pg`
-/// gem) stops at the empty parameter, while Go's and Node's URL parsers skip it. dbbind hands
-/// the key through as it is; the suite asserts what libpq says of it.
-pub const URLS_LIBPQ_REFUSES: &[(&str, &str)] = &[(
+/// Connection URLs real provisioners write that the drivers refuse, with the message both give.
+/// The Open Service Broker for Azure writes `…/db?&sslmode=require`: libpq 15 (psql, psycopg,
+/// the `pg` gem) stops at the empty parameter, and pgx v5, which follows libpq's rules, does
+/// too. dbbind hands the key through as it is; the suite asserts what the drivers say of it.
+pub const URLS_REFUSED: &[(&str, &str)] = &[(
     "osba",
     "missing key/value separator \"=\" in URI query parameter",
 )];
@@ -310,7 +310,8 @@ pub struct Report {
     pub variables: Vec<String>,
     /// The binding files as it saw them: mode, owner, path.
     pub files: Vec<String>,
-    /// Per binding and way of reading it, what PostgreSQL says: `db via postgres: app to app (TLS)`.
+    /// Per binding and way of reading it, what PostgreSQL says:
+    /// `psql read db through postgres: PostgreSQL saw app on app (TLS)`.
     pub connections: Vec<String>,
 }
 
@@ -368,18 +369,26 @@ pub async fn run(
     let node = &environment.node;
     let phase = workload::wait_running(plane, node, client, &namespace, &name).await?;
 
-    // A URL libpq refuses: psql must say so, and is then not expected among the connections.
-    let refused = URLS_LIBPQ_REFUSES
+    // A URL the drivers refuse: psql and pgx must say so, and are then not expected among the
+    // connections.
+    let refused = URLS_REFUSED
         .iter()
         .find(|(name, _)| *name == scenario.name)
         .map(|(_, message)| *message);
     if let Some(message) = refused {
-        workload::wait_for_log(node, &namespace, &name, "app", message).await?;
+        for said in [
+            format!("psql: error: {message}"),
+            format!("failed to parse as URL ({message}"),
+        ] {
+            workload::wait_for_log(node, &namespace, &name, "app", &said).await?;
+        }
     }
+    let expected_to_connect =
+        |way: &&Way| refused.is_none() || !matches!(way.kind, "url" | "pgx-url");
     // The database's own word: who is connected, under each way's label.
     let expected: Vec<Expected> = app_ways
         .iter()
-        .filter(|way| refused.is_none() || way.kind != "url")
+        .filter(expected_to_connect)
         .map(|way| {
             let (_, _, user, database) = scenario
                 .bindings
@@ -398,18 +407,22 @@ pub async fn run(
     let seen = workload::wait_for_connections(postgres, &expected, log).await?;
     let mut connections: Vec<String> = app_ways
         .iter()
-        .filter(|way| refused.is_none() || way.kind != "url")
+        .filter(expected_to_connect)
         .zip(&seen)
         .map(|(way, seen)| {
             let tls = if seen.tls { " (TLS)" } else { "" };
+            let (driver, set) = match way.kind.strip_prefix("pgx-") {
+                Some(set) => ("pgx", set),
+                None => ("psql", way.kind),
+            };
             format!(
-                "{} via {}: PostgreSQL saw {} on {}{tls}",
-                way.binding, way.kind, seen.user, seen.database
+                "{driver} read {} through {set}: PostgreSQL saw {} on {}{tls}",
+                way.binding, seen.user, seen.database
             )
         })
         .collect();
     if let Some(message) = refused {
-        connections.push(format!("url: psql refused the Secret's URL: {message}"));
+        connections.push(format!("psql and pgx refused the Secret's URL: {message}"));
     }
     let (variables, files) = app::received(&log());
     Ok(Report {
@@ -482,6 +495,7 @@ fn for_the_node(deployment: &mut Value, scenario: &Scenario, golden: &Value) -> 
             let script = match (list, name.as_str()) {
                 ("initContainers", _) => app::script(scenario.name, &name, &ways, Mode::Once),
                 (_, "app") => {
+                    let ways = app::with_pgx(ways);
                     app_ways = ways.clone();
                     app::script(scenario.name, &name, &ways, Mode::Hold)
                 }

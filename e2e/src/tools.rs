@@ -23,6 +23,12 @@ pub fn node_bin_dir() -> Result<PathBuf, Error> {
     script_bin_dir("scripts/node-tools")
 }
 
+/// The bin directory of the drivers the app image carries beside psql (`pgx-check`), building
+/// them on first use.
+pub fn drivers_bin_dir() -> Result<PathBuf, Error> {
+    script_bin_dir("scripts/drivers")
+}
+
 /// Runs a build script that prints its bin directory last.
 fn script_bin_dir(relative: &str) -> Result<PathBuf, Error> {
     let script = repo_root().join(relative);

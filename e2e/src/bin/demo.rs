@@ -127,7 +127,7 @@ fn main() -> ExitCode {
                     println!("  file {file}");
                 }
                 for connection in &report.connections {
-                    println!("  psql {connection}");
+                    println!("  {connection}");
                 }
             }
             Err(error) => {
