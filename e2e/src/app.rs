@@ -114,7 +114,7 @@ pub fn script(scenario: &str, container: &str, ways: &[Way], mode: Mode) -> Stri
 /// Prints what the container received: variables of the bindings (passwords masked; in a URL,
 /// everything between the user and the last `@`, since a password may hold `@`) and the files
 /// under `$SERVICE_BINDING_ROOT` with their modes and owners.
-const REPORT: &str = r#"env | grep -E '^([A-Z0-9_]*_)?(POSTGRES_|PG|DATABASE_URL|SERVICE_BINDING_ROOT)' | sort \
+const REPORT: &str = r#"env | grep -E '^([A-Z0-9_]*_)?(POSTGRES_|PG|DATABASE_URL|SERVICE_BINDING_ROOT|SPRING_DATASOURCE_|QUARKUS_DATASOURCE_)|^ConnectionStrings__' | sort \
   | sed -E 's/^([^=]*PASSWORD)=.*/\1=***/; s#(://[^:/@]*):.*@#\1:***@#' | sed 's/^/ENV /'
 if [ -n "${SERVICE_BINDING_ROOT:-}" ] && [ -d "$SERVICE_BINDING_ROOT" ]; then
   for f in "$SERVICE_BINDING_ROOT"/*/*; do

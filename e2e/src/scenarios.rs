@@ -204,6 +204,13 @@ pub const SCENARIOS: &[Scenario] = &[
         hosts: &["pg-main-rw.shop.svc"],
     },
     Scenario {
+        name: "spring-boot",
+        deployment: "orders-spring",
+        bindings: &[("", "db", "app", "app")],
+        server: Server::Shared,
+        hosts: &["pg-main-rw", "pg-main-rw.shop"],
+    },
+    Scenario {
         name: "zalando",
         deployment: "foo-service",
         bindings: &[("", "db", "foo_user", "foo")],
@@ -425,6 +432,17 @@ pub async fn run(
         connections.push(format!("psql and pgx refused the Secret's URL: {message}"));
     }
     let (variables, files) = app::received(&log());
+    // Composed strings reach the container expanded by the kubelet, and never hold a password.
+    for variable in &variables {
+        if let Some((name, value)) = variable.split_once('=')
+            && name.ends_with("_URL")
+            && (value.contains("$(") || value.contains("PASSWORD"))
+        {
+            return Err(Error::new(format!(
+                "{name} reached the container unexpanded or with a password reference: {value}"
+            )));
+        }
+    }
     Ok(Report {
         pod: format!("{namespace}/{name}"),
         phase,

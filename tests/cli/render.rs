@@ -18,7 +18,7 @@ fn example_names() -> Vec<String> {
 #[test]
 fn every_example_renders_to_its_golden_pod() {
     let names = example_names();
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), 13);
     for name in names {
         let run = dbbind(&["render", "-f", &format!("examples/{name}.yaml")], "");
         assert_eq!(run.code, 0, "{name}: {}", run.stderr);

@@ -19,7 +19,7 @@ fn examples() -> Vec<(String, String)> {
         })
         .collect();
     files.sort();
-    assert_eq!(files.len(), 12, "one example per scenario");
+    assert_eq!(files.len(), 13, "one example per scenario");
     files
 }
 
