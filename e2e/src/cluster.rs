@@ -3,8 +3,8 @@
 //!
 //! The controller manager is what makes a Deployment's ReplicaSet create Pods (with an empty
 //! name and a generateName, as in production) and gives each namespace its default
-//! ServiceAccount; its node lifecycle controller lifts the not-ready taint from the node (see
-//! [`crate::node`]) once it reports Ready, without which nothing would be scheduled there.
+//! ServiceAccount; its node lifecycle controller lifts the not-ready taint from the node (see the
+//! `node` module) once it reports Ready, without which nothing would be scheduled there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
