@@ -12,6 +12,25 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// Label values that are also log fields: each enum's `as_str` is its only spelling.
+macro_rules! label_values {
+    ($($label:ty),*) => {$(
+        impl fmt::Display for $label {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl EncodeLabelValue for $label {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+                fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    )*};
+}
+
+label_values!(Outcome, Webhook, EventResult);
+
 /// How an admission request was answered.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Outcome {
@@ -52,18 +71,6 @@ impl Outcome {
     }
 }
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl EncodeLabelValue for Outcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.as_str())
-    }
-}
-
 /// Which webhook answered: the Pod mutation, or the check of a workload's template.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Webhook {
@@ -81,18 +88,6 @@ impl Webhook {
             Webhook::Mutate => "mutate",
             Webhook::Validate => "validate",
         }
-    }
-}
-
-impl fmt::Display for Webhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl EncodeLabelValue for Webhook {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.as_str())
     }
 }
 
@@ -124,12 +119,6 @@ impl EventResult {
             EventResult::Dropped => "dropped",
             EventResult::Failed => "failed",
         }
-    }
-}
-
-impl EncodeLabelValue for EventResult {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.as_str())
     }
 }
 

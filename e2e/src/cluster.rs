@@ -37,12 +37,7 @@ impl ControlPlane {
     /// Starts everything and waits until the API server is ready and serves OpenAPI.
     pub fn start() -> Result<ControlPlane> {
         let bin = tools::k8s_bin_dir()?;
-        // DBBIND_E2E_KEEP=1 keeps the directory (logs, kubeconfig, certificates) for a post-mortem.
-        let keep = std::env::var_os("DBBIND_E2E_KEEP").is_some();
-        let dir = tempfile::Builder::new()
-            .prefix("dbbind-e2e-")
-            .disable_cleanup(keep)
-            .tempdir()?;
+        let dir = tools::run_dir("dbbind-e2e-")?;
         let path = |name: &str| dir.path().join(name);
 
         let now = OffsetDateTime::now_utc();

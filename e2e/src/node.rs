@@ -40,11 +40,7 @@ impl Node {
     pub fn start(plane: &ControlPlane, database_ca: &str) -> Result<Node> {
         let k8s = tools::k8s_bin_dir()?;
         let node_bin = tools::node_bin_dir()?;
-        let keep = std::env::var_os("DBBIND_E2E_KEEP").is_some();
-        let dir = tempfile::Builder::new()
-            .prefix("dbbind-node-")
-            .disable_cleanup(keep)
-            .tempdir()?;
+        let dir = tools::run_dir("dbbind-node-")?;
         let path = |name: &str| dir.path().join(name);
         for sub in ["containerd", "kubelet", "pod-logs", "images"] {
             std::fs::create_dir_all(path(sub))?;

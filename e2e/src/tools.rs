@@ -23,6 +23,16 @@ pub fn node_bin_dir() -> Result<PathBuf, Error> {
     script_bin_dir("scripts/node-tools")
 }
 
+/// A directory of its own for a run's component (`dbbind-e2e-…`, `dbbind-node-…`), removed
+/// when dropped unless `DBBIND_E2E_KEEP` is set, which keeps logs, kubeconfig, certificates
+/// and the node's state for a post-mortem.
+pub fn run_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .disable_cleanup(std::env::var_os("DBBIND_E2E_KEEP").is_some())
+        .tempdir()
+}
+
 /// The bin directory of the drivers the app image carries beside psql (`pgx-check`), building
 /// them on first use.
 pub fn drivers_bin_dir() -> Result<PathBuf, Error> {

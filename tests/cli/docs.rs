@@ -1,5 +1,7 @@
 //! The README's reference sections are checked against the code, so they cannot drift.
 
+use dbbind_core::binding::{BINDING_KEYS, POD_KEYS};
+
 use crate::dbbind;
 use crate::support::repo_path;
 
@@ -31,25 +33,9 @@ fn the_profile_list_is_the_output_of_dbbind_profiles() {
 #[test]
 fn every_annotation_and_env_name_is_documented() {
     let readme = readme();
-    for key in [
-        "secret",
-        "profile",
-        "host",
-        "port",
-        "database",
-        "user",
-        "sslmode",
-        "keys",
-        "env",
-        "files",
-        "endpoint",
-        "containers",
-        "on-conflict",
-        "inject",
-        "status",
-        "bindings",
-        "value.",
-    ] {
+    // Every key the parser accepts, and those dbbind writes itself.
+    let written = ["status", "bindings", "value."];
+    for key in BINDING_KEYS.iter().chain(&POD_KEYS).chain(&written) {
         assert!(
             readme.contains(&format!("`dbbind.io/{key}")),
             "dbbind.io/{key} is not in the README"

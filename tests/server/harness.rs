@@ -286,3 +286,10 @@ impl TlsClient {
 pub fn review_fixture(name: &str) -> Vec<u8> {
     std::fs::read(repo_path(&format!("tests/fixtures/admission/{name}"))).unwrap()
 }
+
+/// The JSON patch operations of an AdmissionReview response. kube-core serializes the patch
+/// bytes as a JSON array of numbers, which Go's decoder accepts for []byte as well as base64.
+pub fn patch_ops(response: &serde_json::Value) -> Vec<serde_json::Value> {
+    let bytes: Vec<u8> = serde_json::from_value(response["patch"].clone()).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}

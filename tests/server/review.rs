@@ -7,6 +7,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
 
+use crate::harness::patch_ops;
 use crate::support::*;
 
 /// An AdmissionReview as the API server sends it for a pod a ReplicaSet creates: no name yet,
@@ -72,14 +73,8 @@ fn a_replicaset_pod_is_patched_in_the_requests_namespace() {
     assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
     assert_eq!(response["allowed"], true);
     assert_eq!(response["patchType"], "JSONPatch");
-    // kube-core serializes the patch bytes as a JSON array of numbers, which Go's decoder
-    // accepts for []byte as well as base64.
-    let patch: Vec<u8> = serde_json::from_value(response["patch"].clone()).unwrap();
-    let patch: Value = serde_json::from_slice(&patch).unwrap();
     assert!(
-        patch
-            .as_array()
-            .unwrap()
+        patch_ops(response)
             .iter()
             .any(|op| op["path"] == "/spec/containers/0/env")
     );

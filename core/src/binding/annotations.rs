@@ -24,12 +24,12 @@ pub const BINDINGS_ANNOTATION: &str = "dbbind.io/bindings";
 pub const VALUE_ANNOTATION: &str = "dbbind.io/value.";
 
 /// Keys that take an optional `.<alias>` suffix.
-const BINDING_KEYS: [&str; 11] = [
+pub const BINDING_KEYS: [&str; 11] = [
     "secret", "profile", "host", "port", "database", "user", "sslmode", "keys", "env", "files",
     "endpoint",
 ];
 /// Keys that apply to the whole pod.
-const POD_KEYS: [&str; 3] = ["containers", "on-conflict", "inject"];
+pub const POD_KEYS: [&str; 3] = ["containers", "on-conflict", "inject"];
 const MAX_ALIAS_LEN: usize = 30;
 const SSLMODES: [&str; 6] = [
     "disable",

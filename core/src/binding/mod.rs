@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use annotations::{
-    ANNOTATION_PREFIX, AnnotationError, BINDINGS_ANNOTATION, STATUS_ANNOTATION, STATUS_INJECTED,
-    VALUE_ANNOTATION, parse_annotations,
+    ANNOTATION_PREFIX, AnnotationError, BINDING_KEYS, BINDINGS_ANNOTATION, POD_KEYS,
+    STATUS_ANNOTATION, STATUS_INJECTED, VALUE_ANNOTATION, parse_annotations,
 };
 pub use resolve::{ResolvedBinding, ValueSource, resolve};
 

@@ -3,32 +3,23 @@
 
 use std::collections::BTreeMap;
 
-use dbbind_core::binding::parse_annotations;
+use dbbind_core::binding::{BINDING_KEYS, POD_KEYS, parse_annotations};
 use dbbind_core::message::Denial;
 use proptest::prelude::*;
 
 use crate::support::builtin;
 
 fn annotation_key() -> impl Strategy<Value = String> {
-    let known = prop::sample::select(vec![
-        "secret",
-        "profile",
-        "host",
-        "port",
-        "database",
-        "user",
-        "sslmode",
-        "keys",
-        "env",
-        "files",
-        "containers",
-        "on-conflict",
-        "inject",
-        "password",
-        "status",
-        "bindings",
-        "value.db.host",
-    ]);
+    // Every key the parser accepts, a forbidden one, and those dbbind writes itself.
+    let extra = ["password", "status", "bindings", "value.db.host"];
+    let known = prop::sample::select(
+        BINDING_KEYS
+            .iter()
+            .chain(&POD_KEYS)
+            .chain(&extra)
+            .copied()
+            .collect::<Vec<&str>>(),
+    );
     prop_oneof![
         (known, prop::option::of("[a-zA-Z0-9._-]{0,34}")).prop_map(|(base, alias)| match alias {
             Some(alias) => format!("dbbind.io/{base}.{alias}"),
@@ -50,6 +41,8 @@ fn annotation_value() -> impl Strategy<Value = String> {
             "generic",
             "postgres,libpq",
             "database-url",
+            "spring,quarkus,jdbc,dotnet",
+            "ro",
             "none",
             "5432",
             "user=login,password=pw",
