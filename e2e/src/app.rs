@@ -13,6 +13,11 @@
 
 use std::fmt::Write as _;
 
+use crate::image::NODE_POSTGRES_DIR;
+
+/// Where the app image keeps the database CA (libpq's default for root), for Node.
+const NODE_CA: &str = "NODE_EXTRA_CA_CERTS=/root/.postgresql/root.crt";
+
 /// One way a binding reaches a container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Way {
@@ -20,7 +25,8 @@ pub struct Way {
     pub binding: String,
     /// Its variables' prefix (`""`, `POOLER_`).
     pub prefix: String,
-    /// `postgres`, `libpq`, `url` or `files` (psql), `pgx-libpq` or `pgx-url` (pgx).
+    /// `postgres`, `libpq`, `url` or `files` (psql), `pgx-libpq` or `pgx-url` (pgx),
+    /// `node-libpq` or `node-url` (node-postgres).
     pub kind: &'static str,
 }
 
@@ -31,22 +37,26 @@ impl Way {
     }
 }
 
-/// The ways pgx reads too: for each way through the `libpq` set or the URL, the same through
-/// pgx. For app containers only: pgx holds its connection open.
-pub fn with_pgx(ways: Vec<Way>) -> Vec<Way> {
-    let mut all = Vec::with_capacity(ways.len() * 2);
+/// The ways the other drivers read too: for each way through the `libpq` set or the URL, the
+/// same through pgx and through node-postgres. For app containers only: those drivers hold
+/// their connections open.
+pub fn with_drivers(ways: Vec<Way>) -> Vec<Way> {
+    let mut all = Vec::with_capacity(ways.len() * 3);
     for way in ways {
-        let pgx = match way.kind {
-            "libpq" => Some("pgx-libpq"),
-            "url" => Some("pgx-url"),
-            _ => None,
+        let twins: &[&'static str] = match way.kind {
+            "libpq" => &["pgx-libpq", "node-libpq"],
+            "url" => &["pgx-url", "node-url"],
+            _ => &[],
         };
-        let twin = pgx.map(|kind| Way {
-            kind,
-            ..way.clone()
-        });
+        let twins: Vec<Way> = twins
+            .iter()
+            .map(|kind| Way {
+                kind,
+                ..way.clone()
+            })
+            .collect();
         all.push(way);
-        all.extend(twin);
+        all.extend(twins);
     }
     all
 }
@@ -84,12 +94,21 @@ pub fn script(scenario: &str, container: &str, ways: &[Way], mode: Mode) -> Stri
             "url" => format!(
                 "exec psql -X -q -v ON_ERROR_STOP=1 -c '{sql}' \"${{{p}DATABASE_URL:-${{{p}POSTGRES_URL}}}}\""
             ),
-            // pgx holds its connection itself, and only the app container uses it.
+            // pgx and node-postgres hold their connections themselves; only app containers
+            // use them.
             "pgx-libpq" => "exec pgx-check env".to_owned(),
             "pgx-url" => {
                 format!("exec pgx-check url \"${{{p}DATABASE_URL:-${{{p}POSTGRES_URL}}}}\"")
             }
-            _ => format!(
+            // Node trusts the database CA as a company image would: node-postgres verifies
+            // the server's certificate whenever it uses TLS.
+            "node-libpq" => {
+                format!("export {NODE_CA}\n  exec node /{NODE_POSTGRES_DIR}/check.js env")
+            }
+            "node-url" => format!(
+                "export {NODE_CA}\n  exec node /{NODE_POSTGRES_DIR}/check.js url \"${{{p}DATABASE_URL:-${{{p}POSTGRES_URL}}}}\""
+            ),
+            "files" => format!(
                 "d=\"$SERVICE_BINDING_ROOT/{binding}\"\n  \
                  export PGHOST=\"$(cat \"$d/host\")\" PGUSER=\"$(cat \"$d/username\")\" PGPASSWORD=\"$(cat \"$d/password\")\"\n  \
                  [ -f \"$d/port\" ] && export PGPORT=\"$(cat \"$d/port\")\"\n  \
@@ -98,6 +117,7 @@ pub fn script(scenario: &str, container: &str, ways: &[Way], mode: Mode) -> Stri
                  exec psql -X -q -v ON_ERROR_STOP=1 -c '{sql}'",
                 binding = way.binding
             ),
+            other => format!("echo \"no such way: {other}\" >&2\n  exit 1"),
         };
         let background = if mode == Mode::Hold { " &" } else { "" };
         let _ = writeln!(
@@ -170,6 +190,34 @@ mod tests {
         assert!(hold.contains("select pg_sleep(3600)") && hold.ends_with("wait\nsleep 3600\n"));
         let once = script("bitnami", "migrate", &ways[..1], Mode::Once);
         assert!(once.contains("set -e") && once.contains("select 1") && !once.contains(" &\n"));
+    }
+
+    #[test]
+    fn every_driver_gets_the_libpq_set_and_the_url() {
+        let ways = with_drivers(vec![
+            Way {
+                binding: "db".into(),
+                prefix: "".into(),
+                kind: "url",
+            },
+            Way {
+                binding: "db".into(),
+                prefix: "".into(),
+                kind: "postgres",
+            },
+        ]);
+        let kinds: Vec<&str> = ways.iter().map(|w| w.kind).collect();
+        assert_eq!(kinds, ["url", "pgx-url", "node-url", "postgres"]);
+        let hold = script("osba", "app", &ways, Mode::Hold);
+        assert!(hold.contains("exec pgx-check url \"${DATABASE_URL:-${POSTGRES_URL}}\""));
+        assert!(hold.contains("NODE_EXTRA_CA_CERTS=/root/.postgresql/root.crt"));
+        assert!(hold.contains("check.js url \"${DATABASE_URL:-${POSTGRES_URL}}\""));
+        let unknown = Way {
+            binding: "db".into(),
+            prefix: "".into(),
+            kind: "jdbc",
+        };
+        assert!(script("x", "app", &[unknown], Mode::Hold).contains("no such way: jdbc"));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! `ctr images import` reads.
 //!
 //! The app image holds real, unmodified clients: Debian's `psql` with every library `ldd` lists,
-//! and busybox (Debian's `busybox-static`) for a shell. Containers get their check as a shell
+//! pgx (`pgx-check`, static) and node-postgres (the machine's `node` with its libraries, and
+//! `pg` from the npm registry), built by `scripts/drivers`; and busybox (Debian's
+//! `busybox-static`) for a shell. Containers get their check as a shell
 //! command, so the image stays the same for every scenario.
 
 use std::collections::BTreeSet;
@@ -55,15 +57,22 @@ pub fn write_pause(pause_binary: &Path, out: &Path) -> Result<()> {
     write_archive(PAUSE_IMAGE, &entries, &["/pause"], out)
 }
 
-/// The app image: busybox, psql and its libraries, the static `pgx-check` (e2e/drivers/pgx),
-/// users for non-root checks, and the database CA where libpq looks for it by default
-/// (`~/.postgresql/root.crt`, for root).
-pub fn write_app(psql: &Path, pgx_check: &Path, database_ca: &str, out: &Path) -> Result<()> {
+/// Where the app image keeps node-postgres and its check (`check.js`).
+pub const NODE_POSTGRES_DIR: &str = "usr/lib/dbbind/node-postgres";
+
+/// The app image: busybox, psql, pgx-check, node and node-postgres with the libraries they
+/// need, users for non-root checks, and the database CA where libpq looks for it by default
+/// (`~/.postgresql/root.crt`, for root). `drivers` is what `scripts/drivers` built.
+pub fn write_app(psql: &Path, drivers: &Path, database_ca: &str, out: &Path) -> Result<()> {
+    let node = which(
+        "node",
+        "Node.js (the machine's own; scripts/drivers needs its npm too)",
+    )?;
     let mut entries = vec![
         Entry::Dir("tmp".to_owned()),
         Entry::HostFile {
             path: "bin/busybox".to_owned(),
-            host: which("busybox")?,
+            host: which("busybox", "Debian's busybox-static package (.ci/run does)")?,
             mode: 0o755,
         },
         Entry::HostFile {
@@ -73,7 +82,12 @@ pub fn write_app(psql: &Path, pgx_check: &Path, database_ca: &str, out: &Path) -
         },
         Entry::HostFile {
             path: "usr/bin/pgx-check".to_owned(),
-            host: pgx_check.to_owned(),
+            host: drivers.join("pgx-check"),
+            mode: 0o755,
+        },
+        Entry::HostFile {
+            path: "usr/bin/node".to_owned(),
+            host: node.clone(),
             mode: 0o755,
         },
         Entry::Text {
@@ -95,7 +109,16 @@ pub fn write_app(psql: &Path, pgx_check: &Path, database_ca: &str, out: &Path) -
             target: "busybox".to_owned(),
         });
     }
-    for library in libraries(psql)? {
+    tree(
+        &drivers.join("node-postgres"),
+        NODE_POSTGRES_DIR,
+        &mut entries,
+    )?;
+    let needed: BTreeSet<String> = libraries(psql)?
+        .into_iter()
+        .chain(libraries(&node)?)
+        .collect();
+    for library in needed {
         entries.push(Entry::HostFile {
             path: library.trim_start_matches('/').to_owned(),
             host: PathBuf::from(&library),
@@ -103,6 +126,32 @@ pub fn write_app(psql: &Path, pgx_check: &Path, database_ca: &str, out: &Path) -
         });
     }
     write_archive(APP_IMAGE, &entries, &["/bin/sh"], out)
+}
+
+/// Every file and symlink under `host`, as entries under `path` in the image (directories
+/// follow from their files), with the files' own modes.
+fn tree(host: &Path, path: &str, entries: &mut Vec<Entry>) -> Result<()> {
+    let listing =
+        std::fs::read_dir(host).map_err(|e| Error::new(format!("{}: {e}", host.display())))?;
+    let mut children: Vec<std::fs::DirEntry> = listing.collect::<std::io::Result<_>>()?;
+    // The layer's bytes, and so its digest, do not depend on directory order.
+    children.sort_by_key(std::fs::DirEntry::file_name);
+    for child in children {
+        let name = child.file_name().to_string_lossy().into_owned();
+        let (host, path) = (child.path(), format!("{path}/{name}"));
+        let kind = child.file_type()?;
+        if kind.is_dir() {
+            tree(&host, &path, entries)?;
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(&host)?.to_string_lossy().into_owned();
+            entries.push(Entry::Symlink { path, target });
+        } else {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = child.metadata()?.permissions().mode() & 0o777;
+            entries.push(Entry::HostFile { path, host, mode });
+        }
+    }
+    Ok(())
 }
 
 /// The shared libraries `ldd` lists for `binary`, and its loader.
@@ -131,16 +180,13 @@ fn libraries(binary: &Path) -> Result<Vec<String>> {
     Ok(found.into_iter().collect())
 }
 
-fn which(program: &str) -> Result<PathBuf> {
+/// A program on the PATH; `package` says where it comes from, for the error.
+fn which(program: &str, package: &str) -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| {
-            Error::new(format!(
-                "{program} not found: install Debian's busybox-static package (.ci/run does)"
-            ))
-        })
+        .ok_or_else(|| Error::new(format!("{program} not found: install {package}")))
 }
 
 /// The layer: a tar of the entries, parent directories included.

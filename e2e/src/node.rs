@@ -157,7 +157,7 @@ impl Node {
         image::write_pause(&node_bin.join("pause"), &pause)?;
         image::write_app(
             &tools::postgres_bin_dir()?.join("psql"),
-            &tools::drivers_bin_dir()?.join("pgx-check"),
+            &tools::drivers_dir()?,
             database_ca,
             &app,
         )?;

@@ -222,7 +222,8 @@ pub const SCENARIOS: &[Scenario] = &[
 /// Connection URLs real provisioners write that the drivers refuse, with the message both give.
 /// The Open Service Broker for Azure writes `…/db?&sslmode=require`: libpq 15 (psql, psycopg,
 /// the `pg` gem) stops at the empty parameter, and pgx v5, which follows libpq's rules, does
-/// too. dbbind hands the key through as it is; the suite asserts what the drivers say of it.
+/// too; node-postgres reads it. dbbind hands the key through as it is; the suite asserts what
+/// each driver makes of it.
 pub const URLS_REFUSED: &[(&str, &str)] = &[(
     "osba",
     "missing key/value separator \"=\" in URI query parameter",
@@ -418,9 +419,10 @@ pub async fn run(
         .zip(&seen)
         .map(|(way, seen)| {
             let tls = if seen.tls { " (TLS)" } else { "" };
-            let (driver, set) = match way.kind.strip_prefix("pgx-") {
-                Some(set) => ("pgx", set),
-                None => ("psql", way.kind),
+            let (driver, set) = match way.kind.split_once('-') {
+                Some(("pgx", set)) => ("pgx", set),
+                Some(("node", set)) => ("node-postgres", set),
+                _ => ("psql", way.kind),
             };
             format!(
                 "{driver} read {} through {set}: PostgreSQL saw {} on {}{tls}",
@@ -513,7 +515,7 @@ fn for_the_node(deployment: &mut Value, scenario: &Scenario, golden: &Value) -> 
             let script = match (list, name.as_str()) {
                 ("initContainers", _) => app::script(scenario.name, &name, &ways, Mode::Once),
                 (_, "app") => {
-                    let ways = app::with_pgx(ways);
+                    let ways = app::with_drivers(ways);
                     app_ways = ways.clone();
                     app::script(scenario.name, &name, &ways, Mode::Hold)
                 }

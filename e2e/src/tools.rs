@@ -33,9 +33,9 @@ pub fn run_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
         .tempdir()
 }
 
-/// The bin directory of the drivers the app image carries beside psql (`pgx-check`), building
-/// them on first use.
-pub fn drivers_bin_dir() -> Result<PathBuf, Error> {
+/// The directory of the drivers the app image carries beside psql (`pgx-check`,
+/// `node-postgres/`), building them on first use.
+pub fn drivers_dir() -> Result<PathBuf, Error> {
     script_bin_dir("scripts/drivers")
 }
 

@@ -168,7 +168,7 @@ pub async fn secret_later(environment: &mut Environment) -> Result<()> {
 }
 
 /// A generated-looking password with URL-reserved characters, quotes, a space and a non-ASCII
-/// letter: every set works, in psql and in pgx, the composed `DATABASE_URL` too, because it
+/// letter: every set works, in psql, pgx and node-postgres, the composed `DATABASE_URL` too, because it
 /// leaves the password to `PGPASSWORD` (a password inside it would break it: expansion does not percent-encode), as
 /// the warning at `kubectl apply` says.
 pub async fn reserved_characters(environment: &mut Environment) -> Result<()> {
@@ -194,7 +194,15 @@ pub async fn reserved_characters(environment: &mut Environment) -> Result<()> {
     )?;
     let annotations = json!({"dbbind.io/secret": "reserved-db",
         "dbbind.io/env": "postgres,libpq,database-url"});
-    let kinds = ["postgres", "libpq", "url", "pgx-libpq", "pgx-url"];
+    let kinds = [
+        "postgres",
+        "libpq",
+        "url",
+        "pgx-libpq",
+        "pgx-url",
+        "node-libpq",
+        "node-url",
+    ];
     let (pod, warnings) = apply_app(
         environment,
         namespace,
