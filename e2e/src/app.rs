@@ -1,9 +1,12 @@
 //! What the app containers of the real node run: a shell script of ours around unmodified
-//! clients (Debian's `psql`, and pgx through `pgx-check`, e2e/drivers/pgx), which connects
-//! once for every way the binding reaches the container — the `postgres` set, the `libpq` set,
-//! the URL, the files; the `libpq` set and the URL also through pgx — with exactly the
-//! environment and files the kubelet gave it. It does no parsing of its own: it hands the
-//! driver the variables (renamed to libpq's names for the `postgres` set) or the URL as they are.
+//! clients (Debian's `psql`; pgx, node-postgres, Spring Boot, pgjdbc, psycopg and Django through
+//! the small checks in e2e/drivers), which connects once for every way the binding reaches the
+//! container — the `postgres` set, the `libpq` set, the URL, the files through psql; the
+//! `libpq` set and the URL also through pgx, node-postgres and psycopg, the URL through Django;
+//! the `spring` set through Spring Boot, the `jdbc` and `quarkus` sets through pgjdbc — with
+//! exactly the environment and files the kubelet gave it. It does no parsing of its own: it
+//! hands the driver the variables (renamed to libpq's names for the `postgres` set) or the URL
+//! as they are.
 //!
 //! Each connection names itself in `application_name` (`<scenario>/<container>/<binding>/<way>`)
 //! and, in the app container, stays open (`pg_sleep`), so the test asks PostgreSQL who is
@@ -13,10 +16,18 @@
 
 use std::fmt::Write as _;
 
-use crate::image::NODE_POSTGRES_DIR;
+use crate::image::{JVM_LIB_DIR, JVM_RUNTIME_DIR, NODE_POSTGRES_DIR, PYTHON_DIR};
 
 /// Where the app image keeps the database CA (libpq's default for root), for Node.
 const NODE_CA: &str = "NODE_EXTRA_CA_CERTS=/root/.postgresql/root.crt";
+
+/// The JVM checks' command line. The serial collector and the first JIT tier keep several JVMs
+/// starting at once on two cores from starving each other; they change nothing the driver does.
+fn java() -> String {
+    format!(
+        "/{JVM_RUNTIME_DIR}/bin/java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp '/{JVM_LIB_DIR}/*'"
+    )
+}
 
 /// One way a binding reaches a container.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +36,9 @@ pub struct Way {
     pub binding: String,
     /// Its variables' prefix (`""`, `POOLER_`).
     pub prefix: String,
-    /// `postgres`, `libpq`, `url` or `files` (psql), `pgx-libpq` or `pgx-url` (pgx),
-    /// `node-libpq` or `node-url` (node-postgres).
+    /// `postgres`, `libpq`, `url` or `files` (psql); `<driver>-<set>` for the other drivers:
+    /// `pgx-libpq`, `pgx-url`, `node-libpq`, `node-url`, `psycopg-libpq`, `psycopg-url`,
+    /// `django-url`, `pgjdbc-jdbc`, `pgjdbc-quarkus`; `spring` (Spring Boot).
     pub kind: &'static str,
 }
 
@@ -35,17 +47,38 @@ impl Way {
     pub fn label(&self, scenario: &str, container: &str) -> String {
         format!("{scenario}/{container}/{}/{}", self.binding, self.kind)
     }
+
+    /// The driver this way connects through, and the variables (or files) it reads.
+    pub fn driver_and_set(&self) -> (&'static str, &'static str) {
+        match self.kind {
+            "spring" => ("Spring Boot", "spring"),
+            kind => match kind.split_once('-') {
+                Some(("pgx", set)) => ("pgx", set),
+                Some(("node", set)) => ("node-postgres", set),
+                Some(("psycopg", set)) => ("psycopg", set),
+                Some(("django", set)) => ("Django", set),
+                Some(("pgjdbc", set)) => ("pgjdbc", set),
+                _ => ("psql", kind),
+            },
+        }
+    }
+
+    /// Whether psql reads this way: the only driver init containers, which connect once and
+    /// exit, run.
+    pub fn through_psql(&self) -> bool {
+        self.driver_and_set().0 == "psql"
+    }
 }
 
-/// The ways the other drivers read too: for each way through the `libpq` set or the URL, the
-/// same through pgx and through node-postgres. For app containers only: those drivers hold
-/// their connections open.
+/// The ways the other drivers read too: for each way through the `libpq` set, the same through
+/// pgx, node-postgres and psycopg; for each way through the URL, the same through those and
+/// Django. For app containers only: those drivers hold their connections open.
 pub fn with_drivers(ways: Vec<Way>) -> Vec<Way> {
-    let mut all = Vec::with_capacity(ways.len() * 3);
+    let mut all = Vec::with_capacity(ways.len() * 4);
     for way in ways {
         let twins: &[&'static str] = match way.kind {
-            "libpq" => &["pgx-libpq", "node-libpq"],
-            "url" => &["pgx-url", "node-url"],
+            "libpq" => &["pgx-libpq", "node-libpq", "psycopg-libpq"],
+            "url" => &["pgx-url", "node-url", "psycopg-url", "django-url"],
             _ => &[],
         };
         let twins: Vec<Way> = twins
@@ -60,6 +93,27 @@ pub fn with_drivers(ways: Vec<Way>) -> Vec<Way> {
     }
     all
 }
+
+/// The variable sets every framework reads, and the ways every driver reads them: psql, pgx,
+/// node-postgres and psycopg with the `libpq` set and the URL, Django with the URL, Spring Boot
+/// with the `spring` set, pgjdbc with the `jdbc` set and with the `quarkus` set's names. The
+/// README's framework table names these drivers (a test below holds it to them).
+pub const EVERY_SET: &str = "postgres,libpq,database-url,spring,quarkus,jdbc";
+pub const EVERY_DRIVER: [&str; 13] = [
+    "postgres",
+    "libpq",
+    "url",
+    "pgx-libpq",
+    "pgx-url",
+    "node-libpq",
+    "node-url",
+    "psycopg-libpq",
+    "psycopg-url",
+    "django-url",
+    "spring",
+    "pgjdbc-jdbc",
+    "pgjdbc-quarkus",
+];
 
 /// Whether the container keeps its connections open (the app) or connects once (an init
 /// container, which must exit for the pod to start).
@@ -107,6 +161,37 @@ pub fn script(scenario: &str, container: &str, ways: &[Way], mode: Mode) -> Stri
             }
             "node-url" => format!(
                 "export {NODE_CA}\n  exec node /{NODE_POSTGRES_DIR}/check.js url \"${{{p}DATABASE_URL:-${{{p}POSTGRES_URL}}}}\""
+            ),
+            "psycopg-libpq" => format!("exec python3 /{PYTHON_DIR}/psycopg_check.py env"),
+            "psycopg-url" => format!(
+                "exec python3 /{PYTHON_DIR}/psycopg_check.py url \"${{{p}DATABASE_URL:-${{{p}POSTGRES_URL}}}}\""
+            ),
+            // dj-database-url reads the variable by its name.
+            "django-url" => format!(
+                "v={p}DATABASE_URL\n  [ -n \"${{{p}DATABASE_URL:-}}\" ] || v={p}POSTGRES_URL\n  \
+                 exec python3 /{PYTHON_DIR}/django_check.py \"$v\""
+            ),
+            // Spring Boot reads its own names only: a named binding's are mapped to them, as
+            // its app would.
+            "spring" => {
+                let mut map = String::new();
+                if !p.is_empty() {
+                    for name in ["URL", "USERNAME", "PASSWORD"] {
+                        let _ = write!(
+                            map,
+                            "export SPRING_DATASOURCE_{name}=\"${{{p}SPRING_DATASOURCE_{name}}}\"\n  "
+                        );
+                    }
+                }
+                format!("{map}exec {} dbbind.check.SpringCheck", java())
+            }
+            "pgjdbc-jdbc" => format!(
+                "exec {} dbbind.check.JdbcCheck {p}POSTGRES_JDBC_URL {p}POSTGRES_USER {p}POSTGRES_PASSWORD",
+                java()
+            ),
+            "pgjdbc-quarkus" => format!(
+                "exec {} dbbind.check.JdbcCheck {p}QUARKUS_DATASOURCE_JDBC_URL {p}QUARKUS_DATASOURCE_USERNAME {p}QUARKUS_DATASOURCE_PASSWORD",
+                java()
             ),
             "files" => format!(
                 "d=\"$SERVICE_BINDING_ROOT/{binding}\"\n  \
@@ -207,17 +292,107 @@ mod tests {
             },
         ]);
         let kinds: Vec<&str> = ways.iter().map(|w| w.kind).collect();
-        assert_eq!(kinds, ["url", "pgx-url", "node-url", "postgres"]);
+        assert_eq!(
+            kinds,
+            [
+                "url",
+                "pgx-url",
+                "node-url",
+                "psycopg-url",
+                "django-url",
+                "postgres"
+            ]
+        );
         let hold = script("osba", "app", &ways, Mode::Hold);
         assert!(hold.contains("exec pgx-check url \"${DATABASE_URL:-${POSTGRES_URL}}\""));
         assert!(hold.contains("NODE_EXTRA_CA_CERTS=/root/.postgresql/root.crt"));
         assert!(hold.contains("check.js url \"${DATABASE_URL:-${POSTGRES_URL}}\""));
+        assert!(hold.contains("django_check.py \"$v\""));
+        assert!(
+            ways.iter()
+                .all(|way| way.through_psql() != way.kind.contains('-'))
+        );
         let unknown = Way {
             binding: "db".into(),
             prefix: "".into(),
             kind: "jdbc",
         };
         assert!(script("x", "app", &[unknown], Mode::Hold).contains("no such way: jdbc"));
+    }
+
+    #[test]
+    fn the_jvm_checks_read_their_sets_by_name_and_a_named_binding_is_mapped_for_spring() {
+        let way = |kind, prefix: &str| Way {
+            binding: "reporting".into(),
+            prefix: prefix.into(),
+            kind,
+        };
+        let hold = script(
+            "s",
+            "app",
+            &[way("pgjdbc-quarkus", ""), way("spring", "REPORTING_")],
+            Mode::Hold,
+        );
+        assert!(hold.contains(
+            "dbbind.check.JdbcCheck QUARKUS_DATASOURCE_JDBC_URL QUARKUS_DATASOURCE_USERNAME QUARKUS_DATASOURCE_PASSWORD"
+        ));
+        assert!(
+            hold.contains("export SPRING_DATASOURCE_URL=\"${REPORTING_SPRING_DATASOURCE_URL}\"")
+        );
+        assert!(hold.contains("-cp '/usr/lib/dbbind/jvm/lib/*' dbbind.check.SpringCheck"));
+        assert_eq!(
+            way("spring", "").driver_and_set(),
+            ("Spring Boot", "spring")
+        );
+        assert_eq!(way("pgjdbc-jdbc", "").driver_and_set(), ("pgjdbc", "jdbc"));
+    }
+
+    #[test]
+    fn the_readme_table_names_every_driver_the_node_check_runs_in_its_sets_row() {
+        let readme = std::fs::read_to_string(crate::tools::repo_root().join("README.md")).unwrap();
+        let table = readme
+            .split_once("### Framework name sets")
+            .expect("the README's framework section")
+            .1;
+        let row_of = |set: &str| -> String {
+            let env_value = match set {
+                "url" => "database-url",
+                other => other,
+            };
+            table
+                .lines()
+                .find(|line| line.contains(&format!("| `{env_value}` |")))
+                .unwrap_or_else(|| panic!("no README table row for `{env_value}`"))
+                .to_owned()
+        };
+        for kind in EVERY_DRIVER {
+            let way = Way {
+                binding: "db".into(),
+                prefix: String::new(),
+                kind,
+            };
+            let (driver, set) = way.driver_and_set();
+            let proved_by = row_of(set)
+                .rsplit('|')
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                proved_by.contains(driver),
+                "the README's `{set}` row does not name {driver}: {proved_by}"
+            );
+        }
+        let sets: Vec<&str> = EVERY_SET.split(',').collect();
+        for set in [
+            "postgres",
+            "libpq",
+            "database-url",
+            "spring",
+            "quarkus",
+            "jdbc",
+        ] {
+            assert!(sets.contains(&set), "{set} is not in the check's sets");
+        }
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! `ctr images import` reads.
 //!
 //! The app image holds real, unmodified clients: Debian's `psql` with every library `ldd` lists,
-//! pgx (`pgx-check`, static) and node-postgres (the machine's `node` with its libraries, and
-//! `pg` from the npm registry), built by `scripts/drivers`; and busybox (Debian's
-//! `busybox-static`) for a shell. Containers get their check as a shell
-//! command, so the image stays the same for every scenario.
+//! pgx (`pgx-check`, static), node-postgres (the machine's `node` with its libraries, and `pg`
+//! from the npm registry), Spring Boot and pgjdbc (a `jlink` runtime of the machine's JDK 17 and
+//! jars from Maven Central), psycopg and Django (Debian's `python3.11` with its standard library,
+//! packages from PyPI), built by `scripts/drivers`; and busybox (Debian's `busybox-static`) for
+//! a shell. Containers get their check as a shell command, so the image stays the same for
+//! every scenario.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -59,15 +61,60 @@ pub fn write_pause(pause_binary: &Path, out: &Path) -> Result<()> {
 
 /// Where the app image keeps node-postgres and its check (`check.js`).
 pub const NODE_POSTGRES_DIR: &str = "usr/lib/dbbind/node-postgres";
+/// Where the app image keeps the JVM checks' jars (`java -cp '<dir>/*'`).
+pub const JVM_LIB_DIR: &str = "usr/lib/dbbind/jvm/lib";
+/// Where the app image keeps the Java runtime (`<dir>/bin/java`).
+pub const JVM_RUNTIME_DIR: &str = "usr/lib/dbbind/jvm/runtime";
+/// Where the app image keeps the Python packages and checks (`PYTHONPATH`).
+pub const PYTHON_DIR: &str = "usr/lib/dbbind/python";
 
-/// The app image: busybox, psql, pgx-check, node and node-postgres with the libraries they
-/// need, users for non-root checks, and the database CA where libpq looks for it by default
-/// (`~/.postgresql/root.crt`, for root). `drivers` is what `scripts/drivers` built.
+/// The UTF-8 locale the image's `LANG` names.
+const C_UTF8: &str = "/usr/lib/locale/C.utf8";
+/// Debian's Python, which the Python drivers' wheels (CPython 3.11) are installed for.
+const PYTHON: &str = "/usr/bin/python3.11";
+/// Its standard library.
+const PYTHON_STDLIB: &str = "/usr/lib/python3.11";
+/// Parts of the standard library no check imports (the static libpython alone is 25 MB).
+const PYTHON_STDLIB_LEFT_OUT: &[&str] = &[
+    "config-3.11-x86_64-linux-gnu",
+    "dist-packages",
+    "ensurepip",
+    "idlelib",
+    "lib2to3",
+    "pydoc_data",
+    "site-packages",
+    "test",
+    "tkinter",
+    "turtledemo",
+];
+/// Java runtime libraries for a display or sound: no check loads them, and `ldd` would pull in
+/// X11 for them.
+const JVM_DESKTOP_LIBRARIES: &[&str] = &[
+    "libawt",
+    "libfontmanager",
+    "libjawt",
+    "libjavajpeg",
+    "libjsound",
+    "liblcms",
+    "libmlib_image",
+    "libsplashscreen",
+];
+
+/// The app image: busybox, psql, pgx-check, node and node-postgres, the Java runtime and the JVM
+/// checks, Python and its packages, with the libraries they need; users for non-root checks,
+/// and the database CA where libpq looks for it by default (`~/.postgresql/root.crt`, for
+/// root). `drivers` is what `scripts/drivers` built.
 pub fn write_app(psql: &Path, drivers: &Path, database_ca: &str, out: &Path) -> Result<()> {
     let node = which(
         "node",
         "Node.js (the machine's own; scripts/drivers needs its npm too)",
     )?;
+    let python = PathBuf::from(PYTHON);
+    if !python.is_file() {
+        return Err(Error::new(format!(
+            "{PYTHON} not found: install Debian's python3.11 (.ci/run does)"
+        )));
+    }
     let mut entries = vec![
         Entry::Dir("tmp".to_owned()),
         Entry::HostFile {
@@ -88,6 +135,11 @@ pub fn write_app(psql: &Path, drivers: &Path, database_ca: &str, out: &Path) -> 
         Entry::HostFile {
             path: "usr/bin/node".to_owned(),
             host: node.clone(),
+            mode: 0o755,
+        },
+        Entry::HostFile {
+            path: "usr/bin/python3".to_owned(),
+            host: python.clone(),
             mode: 0o755,
         },
         Entry::Text {
@@ -112,12 +164,42 @@ pub fn write_app(psql: &Path, drivers: &Path, database_ca: &str, out: &Path) -> 
     tree(
         &drivers.join("node-postgres"),
         NODE_POSTGRES_DIR,
+        &[],
         &mut entries,
     )?;
-    let needed: BTreeSet<String> = libraries(psql)?
-        .into_iter()
-        .chain(libraries(&node)?)
-        .collect();
+    tree(&drivers.join("jvm/lib"), JVM_LIB_DIR, &[], &mut entries)?;
+    let jvm = drivers.join("jvm/runtime");
+    tree(&jvm, JVM_RUNTIME_DIR, &[], &mut entries)?;
+    tree(&drivers.join("python"), PYTHON_DIR, &[], &mut entries)?;
+    // The locale `LANG` names (Debian's libc-bin ships it; glibc has no built-in C.UTF-8).
+    tree(
+        Path::new(C_UTF8),
+        C_UTF8.trim_start_matches('/'),
+        &[],
+        &mut entries,
+    )?;
+    let stdlib = Path::new(PYTHON_STDLIB);
+    tree(
+        stdlib,
+        PYTHON_STDLIB.trim_start_matches('/'),
+        PYTHON_STDLIB_LEFT_OUT,
+        &mut entries,
+    )?;
+
+    // What the binaries and the native modules they load link to, from the host's system
+    // directories (libraries shipped inside a tree, like psycopg's, come with the tree).
+    let mut linked = vec![psql.to_owned(), node, python, jvm.join("bin/java")];
+    linked.extend(shared_objects(&jvm.join("lib"), JVM_DESKTOP_LIBRARIES)?);
+    linked.extend(shared_objects(&stdlib.join("lib-dynload"), &[])?);
+    linked.extend(shared_objects(&drivers.join("python/psycopg_binary"), &[])?);
+    let mut needed = BTreeSet::new();
+    for binary in &linked {
+        needed.extend(
+            libraries(binary)?
+                .into_iter()
+                .filter(|library| is_system_library(library)),
+        );
+    }
     for library in needed {
         entries.push(Entry::HostFile {
             path: library.trim_start_matches('/').to_owned(),
@@ -128,9 +210,38 @@ pub fn write_app(psql: &Path, drivers: &Path, database_ca: &str, out: &Path) -> 
     write_archive(APP_IMAGE, &entries, &["/bin/sh"], out)
 }
 
+/// Whether `ldd` found `library` in the host's system directories.
+fn is_system_library(library: &str) -> bool {
+    ["/lib/", "/lib64/", "/usr/lib/"]
+        .iter()
+        .any(|dir| library.starts_with(dir))
+}
+
+/// The shared objects (`*.so`, `*.so.*`) anywhere under `dir`, but those whose name starts with
+/// one of `left_out`.
+fn shared_objects(dir: &Path, left_out: &[&str]) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let listing =
+        std::fs::read_dir(dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))?;
+    for child in listing {
+        let child = child?;
+        let name = child.file_name().to_string_lossy().into_owned();
+        if child.file_type()?.is_dir() {
+            found.extend(shared_objects(&child.path(), left_out)?);
+        } else if (name.ends_with(".so") || name.contains(".so."))
+            && !left_out.iter().any(|prefix| name.starts_with(prefix))
+        {
+            found.push(child.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// Every file and symlink under `host`, as entries under `path` in the image (directories
-/// follow from their files), with the files' own modes.
-fn tree(host: &Path, path: &str, entries: &mut Vec<Entry>) -> Result<()> {
+/// follow from their files), with the files' own modes; entries named in `left_out` (at any
+/// depth) are not copied.
+fn tree(host: &Path, path: &str, left_out: &[&str], entries: &mut Vec<Entry>) -> Result<()> {
     let listing =
         std::fs::read_dir(host).map_err(|e| Error::new(format!("{}: {e}", host.display())))?;
     let mut children: Vec<std::fs::DirEntry> = listing.collect::<std::io::Result<_>>()?;
@@ -138,10 +249,13 @@ fn tree(host: &Path, path: &str, entries: &mut Vec<Entry>) -> Result<()> {
     children.sort_by_key(std::fs::DirEntry::file_name);
     for child in children {
         let name = child.file_name().to_string_lossy().into_owned();
+        if left_out.contains(&name.as_str()) {
+            continue;
+        }
         let (host, path) = (child.path(), format!("{path}/{name}"));
         let kind = child.file_type()?;
         if kind.is_dir() {
-            tree(&host, &path, entries)?;
+            tree(&host, &path, left_out, entries)?;
         } else if kind.is_symlink() {
             let target = std::fs::read_link(&host)?.to_string_lossy().into_owned();
             entries.push(Entry::Symlink { path, target });
@@ -171,7 +285,8 @@ fn libraries(binary: &Path) -> Result<Vec<String>> {
             found.insert(path.to_owned());
         }
     }
-    if found.is_empty() {
+    // A module that links to nothing (Python's `_contextvars`) is "statically linked" to ldd.
+    if found.is_empty() && !String::from_utf8_lossy(&output.stdout).contains("statically linked") {
         return Err(Error::new(format!(
             "ldd found no libraries for {}",
             binary.display()
@@ -303,7 +418,16 @@ fn write_archive(name: &str, entries: &[Entry], entrypoint: &[&str], out: &Path)
         "os": "linux",
         "config": {
             "Entrypoint": entrypoint,
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            // A UTF-8 locale, as the JDK's and Python's official images set: without one the
+            // JVM decodes the environment as ASCII and a non-ASCII password arrives mangled
+            // (seen: pgjdbc's and Spring Boot's logins failed with `é` in the password, also
+            // with LANG set while the locale's files were missing from the image).
+            "Env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "LANG=C.UTF-8",
+                // Where the image's Python packages are, as `pip install` in an image would.
+                format!("PYTHONPATH=/{PYTHON_DIR}"),
+            ],
             "WorkingDir": "/",
         },
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},

@@ -222,8 +222,9 @@ pub const SCENARIOS: &[Scenario] = &[
 /// Connection URLs real provisioners write that the drivers refuse, with the message both give.
 /// The Open Service Broker for Azure writes `…/db?&sslmode=require`: libpq 15 (psql, psycopg,
 /// the `pg` gem) stops at the empty parameter, and pgx v5, which follows libpq's rules, does
-/// too; node-postgres reads it. dbbind hands the key through as it is; the suite asserts what
-/// each driver makes of it.
+/// too, and so does psycopg (libpq inside); node-postgres reads it, and so does Django, whose
+/// dj-database-url parses the URL itself. dbbind hands the key through as it is; the suite
+/// asserts what each driver makes of it.
 pub const URLS_REFUSED: &[(&str, &str)] = &[(
     "osba",
     "missing key/value separator \"=\" in URI query parameter",
@@ -377,8 +378,8 @@ pub async fn run(
     let node = &environment.node;
     let phase = workload::wait_running(plane, node, client, &namespace, &name).await?;
 
-    // A URL the drivers refuse: psql and pgx must say so, and are then not expected among the
-    // connections.
+    // A URL the drivers refuse: psql, pgx and psycopg must say so, and are then not expected
+    // among the connections.
     let refused = URLS_REFUSED
         .iter()
         .find(|(name, _)| *name == scenario.name)
@@ -387,13 +388,14 @@ pub async fn run(
         for said in [
             format!("psql: error: {message}"),
             format!("failed to parse as URL ({message}"),
+            format!("psycopg: error: {message}"),
         ] {
             workload::wait_for_log(node, &namespace, &name, "app", &said).await?;
         }
     }
     let connecting: Vec<&Way> = app_ways
         .iter()
-        .filter(|way| refused.is_none() || !matches!(way.kind, "url" | "pgx-url"))
+        .filter(|way| refused.is_none() || !matches!(way.kind, "url" | "pgx-url" | "psycopg-url"))
         .collect();
     // The database's own word: who is connected, under each way's label.
     let expected: Vec<Expected> = connecting
@@ -419,11 +421,7 @@ pub async fn run(
         .zip(&seen)
         .map(|(way, seen)| {
             let tls = if seen.tls { " (TLS)" } else { "" };
-            let (driver, set) = match way.kind.split_once('-') {
-                Some(("pgx", set)) => ("pgx", set),
-                Some(("node", set)) => ("node-postgres", set),
-                _ => ("psql", way.kind),
-            };
+            let (driver, set) = way.driver_and_set();
             format!(
                 "{driver} read {} through {set}: PostgreSQL saw {} on {}{tls}",
                 way.binding, seen.user, seen.database
@@ -431,7 +429,9 @@ pub async fn run(
         })
         .collect();
     if let Some(message) = refused {
-        connections.push(format!("psql and pgx refused the Secret's URL: {message}"));
+        connections.push(format!(
+            "psql, pgx and psycopg refused the Secret's URL: {message}"
+        ));
     }
     let (variables, files) = app::received(&log());
     // Composed strings reach the container expanded by the kubelet, and never hold a password.
@@ -479,6 +479,15 @@ fn ways_of(container: &Value, scenario: &Scenario) -> Vec<Way> {
         if has("DATABASE_URL") || has("POSTGRES_URL") {
             kinds.push("url");
         }
+        if has("SPRING_DATASOURCE_URL") {
+            kinds.push("spring");
+        }
+        if has("QUARKUS_DATASOURCE_JDBC_URL") {
+            kinds.push("pgjdbc-quarkus");
+        }
+        if has("POSTGRES_JDBC_URL") {
+            kinds.push("pgjdbc-jdbc");
+        }
         if mounts.contains(&format!("dbbind-{binding}").as_str()) {
             kinds.push("files");
         }
@@ -513,7 +522,10 @@ fn for_the_node(deployment: &mut Value, scenario: &Scenario, golden: &Value) -> 
             let name = container["name"].as_str().unwrap_or_default().to_owned();
             let ways = ways_of(&golden_container(list, &container["name"]), scenario);
             let script = match (list, name.as_str()) {
-                ("initContainers", _) => app::script(scenario.name, &name, &ways, Mode::Once),
+                ("initContainers", _) => {
+                    let ways: Vec<Way> = ways.into_iter().filter(Way::through_psql).collect();
+                    app::script(scenario.name, &name, &ways, Mode::Once)
+                }
                 (_, "app") => {
                     let ways = app::with_drivers(ways);
                     app_ways = ways.clone();

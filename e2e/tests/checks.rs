@@ -42,8 +42,8 @@ pub const ALL: &[(&str, Check)] = &[
         |e| Box::pin(node::secret_later(e)),
     ),
     (
-        "a_password_with_url_reserved_characters_works_in_every_set",
-        |e| Box::pin(node::reserved_characters(e)),
+        "every_driver_connects_with_a_plain_and_a_reserved_character_password",
+        |e| Box::pin(node::every_driver(e)),
     ),
     ("an_endpoint_role_reaches_the_roles_service", |e| {
         Box::pin(node::endpoint_role(e))

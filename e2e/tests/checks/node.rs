@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dbbind_e2e::app::{self, Way};
+use dbbind_e2e::app::{self, EVERY_DRIVER, EVERY_SET, Way};
 use dbbind_e2e::scenarios::{self, Environment, SHARED_ADDRESS};
 use dbbind_e2e::workload::{self, Expected};
 use dbbind_e2e::{Error, Result};
@@ -168,66 +168,70 @@ pub async fn secret_later(environment: &mut Environment) -> Result<()> {
 }
 
 /// A generated-looking password with URL-reserved characters, quotes, a space and a non-ASCII
-/// letter: every set works, in psql, pgx and node-postgres, the composed `DATABASE_URL` too, because it
-/// leaves the password to `PGPASSWORD` (a password inside it would break it: expansion does not percent-encode), as
-/// the warning at `kubectl apply` says.
-pub async fn reserved_characters(environment: &mut Environment) -> Result<()> {
-    let namespace = "e2e-reserved";
-    let password = "p@ss:w/rd?#%&=+; '\"é1";
-    environment
-        .servers
-        .shared
-        .add_account(&dbbind_e2e::postgres::Account {
-            user: "reserved_user",
-            password,
-            database: "reserved",
-        })?;
+/// letter.
+const RESERVED_PASSWORD: &str = "p@ss:w/rd?#%&=+; '\"é1";
+
+/// Every driver with every set it reads, for a plain password and for one with URL-reserved
+/// characters, quotes, a space and a non-ASCII letter: each connects, the composed
+/// `DATABASE_URL` too, because it leaves the password to `PGPASSWORD` (a password inside it
+/// would break it: expansion does not percent-encode), as the warning at `kubectl apply` says;
+/// the JDBC URLs hold no password either.
+pub async fn every_driver(environment: &mut Environment) -> Result<()> {
+    let namespace = "e2e-drivers";
     scenarios::opted_in_namespace(&environment.plane, namespace)?;
-    let secret = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "reserved-db"},
-        "stringData": {"host": GENERIC_HOST, "port": "5432", "database": "reserved",
-            "username": "reserved_user", "password": password}});
-    kubectl(
-        environment,
-        &["apply", "-n", namespace, "-f", "-"],
-        &secret.to_string(),
-    )?;
-    let annotations = json!({"dbbind.io/secret": "reserved-db",
-        "dbbind.io/env": "postgres,libpq,database-url"});
-    let kinds = [
-        "postgres",
-        "libpq",
-        "url",
-        "pgx-libpq",
-        "pgx-url",
-        "node-libpq",
-        "node-url",
+    let runs = [
+        (
+            "plain",
+            "plain_user",
+            "Xk3vQ9pL2mN8rT5wY7zB",
+            "Xk3vQ9pL2mN8rT5wY7zB",
+        ),
+        ("reserved", "reserved_user", RESERVED_PASSWORD, "w/rd"),
     ];
-    let (pod, warnings) = apply_app(
-        environment,
-        namespace,
-        "reserved",
-        annotations,
-        &kinds,
-        json!({}),
-    )
-    .await?;
-    if !warnings.contains("composed without the password") || warnings.contains("w/rd") {
-        return Err(Error::new(format!(
-            "kubectl apply did not warn of the composed URL (or showed the password): {warnings}"
-        )));
+    let mut pods = Vec::new();
+    for (app, user, password, _) in runs {
+        environment
+            .servers
+            .shared
+            .add_account(&dbbind_e2e::postgres::Account {
+                user,
+                password,
+                database: app,
+            })?;
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("{app}-db")},
+            "stringData": {"host": GENERIC_HOST, "port": "5432", "database": app,
+                "username": user, "password": password}});
+        kubectl(
+            environment,
+            &["apply", "-n", namespace, "-f", "-"],
+            &secret.to_string(),
+        )?;
+        let annotations =
+            json!({"dbbind.io/secret": format!("{app}-db"), "dbbind.io/env": EVERY_SET});
+        let (pod, warnings) = apply_app(
+            environment,
+            namespace,
+            app,
+            annotations,
+            &EVERY_DRIVER,
+            json!({}),
+        )
+        .await?;
+        if !warnings.contains("composed without the password") || warnings.contains(password) {
+            return Err(Error::new(format!(
+                "kubectl apply did not warn of the composed URL (or showed the password): {warnings}"
+            )));
+        }
+        pods.push(pod);
     }
-    let log = connected(
-        environment,
-        namespace,
-        "reserved",
-        &pod,
-        &kinds,
-        ("reserved_user", "reserved"),
-    )
-    .await?;
-    if log.contains("w/rd") {
-        return Err(Error::new("the app's report shows the password"));
+    for ((app, user, _, shown), pod) in runs.into_iter().zip(&pods) {
+        let log = connected(environment, namespace, app, pod, &EVERY_DRIVER, (user, app)).await?;
+        if log.contains(shown) {
+            return Err(Error::new(format!(
+                "{app}: the app's log shows the password"
+            )));
+        }
     }
     Ok(())
 }
