@@ -100,6 +100,73 @@ impl fmt::Display for Field {
     }
 }
 
+/// A TLS file a binding may carry (docs/design.md §9). Unlike a field it is never a value in
+/// the environment: it is projected as a file, and variables and URLs hold its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsFile {
+    /// The CA that signed the server's certificate.
+    RootCert,
+    /// The client's certificate.
+    Cert,
+    /// The client's private key.
+    Key,
+}
+
+impl TlsFile {
+    pub const ALL: [TlsFile; 3] = [TlsFile::RootCert, TlsFile::Cert, TlsFile::Key];
+
+    /// File name under the binding's directory.
+    pub fn file_entry(self) -> &'static str {
+        match self {
+            TlsFile::RootCert => "ca.crt",
+            TlsFile::Cert => "tls.crt",
+            TlsFile::Key => "tls.key",
+        }
+    }
+
+    /// libpq's name for it: the connection parameter, and in JDBC and libpq URLs.
+    pub fn param(self) -> &'static str {
+        match self {
+            TlsFile::RootCert => "sslrootcert",
+            TlsFile::Cert => "sslcert",
+            TlsFile::Key => "sslkey",
+        }
+    }
+
+    /// Variable of the `postgres` set (the path), before any alias prefix.
+    pub fn postgres_env(self) -> &'static str {
+        match self {
+            TlsFile::RootCert => "POSTGRES_SSLROOTCERT",
+            TlsFile::Cert => "POSTGRES_SSLCERT",
+            TlsFile::Key => "POSTGRES_SSLKEY",
+        }
+    }
+
+    /// Variable of the `libpq` set (the path).
+    pub fn libpq_env(self) -> &'static str {
+        match self {
+            TlsFile::RootCert => "PGSSLROOTCERT",
+            TlsFile::Cert => "PGSSLCERT",
+            TlsFile::Key => "PGSSLKEY",
+        }
+    }
+
+    /// Npgsql's connection-string keyword.
+    pub fn dotnet_keyword(self) -> &'static str {
+        match self {
+            TlsFile::RootCert => "Root Certificate",
+            TlsFile::Cert => "SSL Certificate",
+            TlsFile::Key => "SSL Key",
+        }
+    }
+
+    /// The file's mode: libpq refuses a key that group or others can read (unless root owns
+    /// it with mode 0640, which is what the kubelet makes of 0600 under `fsGroup`).
+    pub fn mode(self) -> Option<i32> {
+        (self == TlsFile::Key).then_some(0o600)
+    }
+}
+
 /// Comma-separated field names, for messages.
 pub fn join_fields(fields: &[Field]) -> String {
     fields

@@ -52,6 +52,11 @@ fn every_annotation_and_env_name_is_documented() {
     ] {
         assert!(readme.contains(&format!("`{name}")), "{name}");
     }
+    for file in dbbind_core::field::TlsFile::ALL {
+        for name in [file.postgres_env(), file.libpq_env()] {
+            assert!(readme.contains(&format!("`{name}`")), "{name}");
+        }
+    }
     for field in dbbind_core::field::Field::ALL {
         assert!(
             readme.contains(&format!("`{}`", field.postgres_env())),

@@ -216,3 +216,39 @@ fn warnings_go_to_stderr_with_the_object() {
         "Warning: Deployment/orders: dbbind: binding \"db\": profile \"generic\" finds no uri, sslmode in Secret \"orders-db-conn\"; left out\n"
     );
 }
+
+/// TLS files through `render`: the CA and client certificate Secrets given with the manifest
+/// are read for their shape (types, key names), and a wrong one is denied.
+#[test]
+fn tls_files_render_as_paths_and_a_wrong_client_certificate_is_denied() {
+    let secrets = "apiVersion: v1\nkind: Secret\nmetadata: {name: orders-db}\nstringData: {host: db.example, username: app, password: pw}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: db-ca}\nstringData: {ca.crt: x, ca.key: y}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: orders-client}\ntype: kubernetes.io/tls\nstringData: {tls.crt: x, tls.key: y}\n---\n";
+    let pod = |client: &str| {
+        format!(
+            "{secrets}apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    dbbind.io/secret: orders-db\n    dbbind.io/ca: secret:db-ca\n    dbbind.io/client-cert: {client}\n    dbbind.io/env: libpq\nspec:\n  containers: [{{name: app, image: 'app:1'}}]\n"
+        )
+    };
+    let run = dbbind(&["render", "-f", "-", "-o", "json"], &pod("orders-client"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rendered: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let env = rendered["spec"]["containers"][0]["env"].to_string();
+    for expected in [
+        r#""name":"PGSSLMODE","value":"verify-full""#,
+        r#""name":"PGSSLROOTCERT","value":"/bindings/db/ca.crt""#,
+        r#""name":"PGSSLKEY","value":"/bindings/db/tls.key""#,
+    ] {
+        assert!(env.contains(expected), "{expected} in {env}");
+    }
+    let volume = rendered["spec"]["volumes"][0].to_string();
+    assert!(!volume.contains("ca.key"), "{volume}");
+    assert!(volume.contains(r#""mode":384"#), "{volume}");
+
+    let run = dbbind(&["render", "-f", "-"], &pod("db-ca"));
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.starts_with(
+            "Error: Pod/p denied: dbbind: annotation \"dbbind.io/client-cert\" names Secret \"db-ca\" of type \"Opaque\""
+        ),
+        "{}",
+        run.stderr
+    );
+}

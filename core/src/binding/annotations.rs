@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 
 use super::DEFAULT_BINDING_NAME;
-use super::{BindingRequest, BindingRequests, EndpointRole, EnvSets, OnConflict, PodRequest};
+use super::{
+    BindingRequest, BindingRequests, EndpointRole, EnvSets, OnConflict, PodRequest, TlsObject,
+    TlsRef,
+};
 use crate::field::Field;
 use crate::message::{Denial, echo};
 use crate::names::{is_dns_label, is_dns_subdomain, is_secret_key};
@@ -24,10 +27,23 @@ pub const BINDINGS_ANNOTATION: &str = "dbbind.io/bindings";
 pub const VALUE_ANNOTATION: &str = "dbbind.io/value.";
 
 /// Keys that take an optional `.<alias>` suffix.
-pub const BINDING_KEYS: [&str; 11] = [
-    "secret", "profile", "host", "port", "database", "user", "sslmode", "keys", "env", "files",
+pub const BINDING_KEYS: [&str; 13] = [
+    "secret",
+    "profile",
+    "host",
+    "port",
+    "database",
+    "user",
+    "sslmode",
+    "keys",
+    "env",
+    "files",
     "endpoint",
+    "ca",
+    "client-cert",
 ];
+/// The key a CA is read from when `dbbind.io/ca` names none.
+pub const DEFAULT_CA_KEY: &str = "ca.crt";
 /// Keys that apply to the whole pod.
 pub const POD_KEYS: [&str; 3] = ["containers", "on-conflict", "inject"];
 const MAX_ALIAS_LEN: usize = 30;
@@ -215,6 +231,8 @@ struct Draft {
     env: Option<EnvSets>,
     files: bool,
     endpoint: Option<EndpointRole>,
+    ca: Option<TlsRef>,
+    client_cert: Option<String>,
 }
 
 impl Draft {
@@ -233,6 +251,8 @@ impl Draft {
             "env" => self.env = Some(parse_env(key, value, named)?),
             "files" => self.files = parse_bool(key, value)?,
             "endpoint" => self.endpoint = Some(parse_endpoint(key, value)?),
+            "ca" => self.ca = Some(parse_ca(key, value)?),
+            "client-cert" => self.client_cert = Some(parse_secret_name(key, value)?),
             _ => {
                 if let Some(field) = Field::from_name(base) {
                     let literal = parse_literal(field, key, value)?;
@@ -265,8 +285,55 @@ impl Draft {
             env: self.env.unwrap_or_else(EnvSets::postgres_only),
             files: self.files,
             endpoint: self.endpoint,
+            ca: self.ca,
+            client_cert: self.client_cert,
         })
     }
+}
+
+/// `secret:<name>[/<key>]` or `configmap:<name>[/<key>]`; the key defaults to `ca.crt`.
+fn parse_ca(key: &str, value: &str) -> Result<TlsRef, AnnotationError> {
+    let usage =
+        "use secret:<name>[/<key>] or configmap:<name>[/<key>] (the key defaults to ca.crt)";
+    let Some((kind, rest)) = value.split_once(':') else {
+        return Err(bad_value(
+            key,
+            format!("{} is not a CA source; {usage}", echo(value)),
+        ));
+    };
+    let (name, ca_key) = rest.split_once('/').unwrap_or((rest, DEFAULT_CA_KEY));
+    if !is_dns_subdomain(name) {
+        return Err(bad_value(
+            key,
+            format!(
+                "{} is not a valid object name (a DNS subdomain: lower case letters, digits, '-' and '.'); {usage}",
+                echo(name)
+            ),
+        ));
+    }
+    if !is_secret_key(ca_key) {
+        return Err(bad_value(
+            key,
+            format!(
+                "{} is not a valid key (letters, digits, '-', '_' and '.'); {usage}",
+                echo(ca_key)
+            ),
+        ));
+    }
+    let object = match kind {
+        "secret" => TlsObject::Secret(name.to_owned()),
+        "configmap" => TlsObject::ConfigMap(name.to_owned()),
+        _ => {
+            return Err(bad_value(
+                key,
+                format!("{} is not a CA source kind; {usage}", echo(kind)),
+            ));
+        }
+    };
+    Ok(TlsRef {
+        object,
+        key: ca_key.to_owned(),
+    })
 }
 
 fn parse_secret_name(key: &str, value: &str) -> Result<String, AnnotationError> {

@@ -3,6 +3,7 @@
 
 mod annotations;
 mod resolve;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +13,7 @@ pub use annotations::{
     STATUS_ANNOTATION, STATUS_INJECTED, VALUE_ANNOTATION, parse_annotations,
 };
 pub use resolve::{ResolvedBinding, ValueSource, resolve};
+pub use tls::TlsSource;
 
 use crate::field::Field;
 
@@ -54,6 +56,34 @@ pub struct BindingRequest {
     pub files: bool,
     /// `dbbind.io/endpoint`: which of the operator's Services to reach.
     pub endpoint: Option<EndpointRole>,
+    /// `dbbind.io/ca`: where the CA certificate is.
+    pub ca: Option<TlsRef>,
+    /// `dbbind.io/client-cert`: a `kubernetes.io/tls` Secret with the client's certificate.
+    pub client_cert: Option<String>,
+}
+
+/// An object a TLS file is read from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsObject {
+    Secret(String),
+    ConfigMap(String),
+}
+
+impl TlsObject {
+    /// `Secret "name"` or `ConfigMap "name"`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            TlsObject::Secret(name) => format!("Secret {name:?}"),
+            TlsObject::ConfigMap(name) => format!("ConfigMap {name:?}"),
+        }
+    }
+}
+
+/// One key of a Secret or ConfigMap.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TlsRef {
+    pub object: TlsObject,
+    pub key: String,
 }
 
 impl BindingRequest {
@@ -190,6 +220,8 @@ mod tests {
             env: EnvSets::postgres_only(),
             files: false,
             endpoint: None,
+            ca: None,
+            client_cert: None,
         };
         assert_eq!(request.env_prefix(), "READ_REPLICA_");
         assert_eq!(request.annotation("host"), "dbbind.io/host.read-replica");

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::tls::{TlsSource, resolve_tls};
 use super::{BindingRequest, EndpointRole};
-use crate::field::{Field, join_fields};
+use crate::field::{Field, TlsFile, join_fields};
 use crate::message::{Denial, Warning, clip, echo};
 use crate::profile::{CLUSTER_PLACEHOLDER, FieldSource, Profile, ProfileSet};
 use crate::secret::{SecretLookup, SecretView};
@@ -27,13 +28,27 @@ pub struct ResolvedBinding {
     /// The profile used (the detected one under `auto`).
     pub profile: String,
     pub fields: BTreeMap<Field, ValueSource>,
+    /// TLS files to project (docs/design.md §9), in [`TlsFile`] order.
+    pub tls: Vec<TlsSource>,
 }
 
 impl ResolvedBinding {
     pub fn source(&self, field: Field) -> Option<&ValueSource> {
         self.fields.get(&field)
     }
+
+    /// Whether the binding has a volume: its files were asked for, or it has TLS files.
+    pub fn has_volume(&self) -> bool {
+        self.request.files || !self.tls.is_empty()
+    }
+
+    pub fn has_tls(&self, file: TlsFile) -> bool {
+        self.tls.iter().any(|source| source.file == file)
+    }
 }
+
+/// The sslmode a bound CA implies when nothing names one: the CA is there to be checked.
+pub const SSLMODE_WITH_CA: &str = "verify-full";
 
 /// Resolves one binding against the Secrets of `namespace`. Warnings are appended to `warnings`.
 pub fn resolve(
@@ -72,6 +87,33 @@ pub fn resolve(
         }
     }
 
+    let tls = resolve_tls(
+        request,
+        profile,
+        secret.as_ref(),
+        namespace,
+        secrets,
+        warnings,
+    )?;
+    let has_ca = tls.iter().any(|source| source.file == TlsFile::RootCert);
+    if has_ca && !fields.contains_key(&Field::Sslmode) {
+        fields.insert(
+            Field::Sslmode,
+            ValueSource::Literal(SSLMODE_WITH_CA.to_owned()),
+        );
+        missing.retain(|field| *field != Field::Sslmode);
+    }
+    if let Some(ValueSource::Literal(mode)) = fields.get(&Field::Sslmode)
+        && mode.starts_with("verify-")
+        && !has_ca
+    {
+        warnings.push(Warning::new(format!(
+            "binding {:?}: sslmode {mode} with no CA bound: libpq then reads ~/.postgresql/root.crt in the container, and fails if the image has none; bind the CA with {:?} (secret:<name>[/<key>] or configmap:<name>[/<key>])",
+            request.name(),
+            request.annotation("ca")
+        )));
+    }
+
     if secret.is_none() {
         warnings.push(Warning::new(format!(
             "Secret {:?} not found in namespace {namespace:?}; the pod refers to it through profile {:?} and starts once it exists",
@@ -108,6 +150,7 @@ pub fn resolve(
         request: request.clone(),
         profile: profile.name.clone(),
         fields,
+        tls,
     })
 }
 

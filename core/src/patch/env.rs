@@ -9,8 +9,9 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 
+use super::files;
 use crate::binding::{ResolvedBinding, ValueSource};
-use crate::field::Field;
+use crate::field::{Field, TlsFile};
 use crate::message::{Denial, Warning};
 
 /// The fields a composed string may refer to: everything but the password and the URI.
@@ -24,11 +25,22 @@ const COMPOSABLE: [Field; 5] = [
 
 /// The variables of one binding, in injection order: the `postgres` set, the `libpq` set, the
 /// helper variables composed strings need when neither set is requested, then `DATABASE_URL`,
-/// the `spring`, `quarkus`, `jdbc` and `dotnet` sets.
+/// the `spring`, `quarkus`, `jdbc` and `dotnet` sets. TLS files are paths under `root`, the
+/// container's bindings root (docs/design.md §9).
 pub fn binding_env(
     binding: &ResolvedBinding,
+    root: &str,
     warnings: &mut Vec<Warning>,
 ) -> Result<Vec<EnvVar>, Denial> {
+    let directory = files::directory(binding, root);
+    let tls_paths: Vec<(TlsFile, String)> = binding
+        .tls
+        .iter()
+        .map(|source| {
+            let path = format!("{directory}/{}", source.file.file_entry());
+            (source.file, path)
+        })
+        .collect();
     let request = &binding.request;
     let sets = request.env;
     let prefix = request.env_prefix();
@@ -42,11 +54,25 @@ pub fn binding_env(
             ));
         }
     }
+    if sets.postgres {
+        for (file, path) in &tls_paths {
+            vars.push(literal(
+                format!("{prefix}{}", file.postgres_env()),
+                path.clone(),
+            ));
+        }
+    }
     if sets.libpq {
         for (field, source) in &binding.fields {
             if let Some(name) = field.libpq_env() {
                 vars.push(env_var(format!("{prefix}{name}"), binding, source));
             }
+        }
+        for (file, path) in &tls_paths {
+            vars.push(literal(
+                format!("{prefix}{}", file.libpq_env()),
+                path.clone(),
+            ));
         }
     }
 
@@ -62,7 +88,7 @@ pub fn binding_env(
         }
         return Ok(vars.0);
     }
-    let parts = Parts::new(binding, &mut vars)?;
+    let parts = Parts::new(binding, tls_paths, &mut vars)?;
     let password = |name: String| {
         binding
             .source(Field::Password)
@@ -156,13 +182,19 @@ struct Parts {
     database: Option<String>,
     user: Option<String>,
     sslmode: Option<String>,
+    /// TLS files' paths: literals, since a path holds no secret.
+    tls: Vec<(TlsFile, String)>,
 }
 
 impl Parts {
     /// Refers to the `postgres` set when injected, else the `libpq` set, else to helper
     /// variables `DBBIND_<BINDING>_<FIELD>` added here, so a binding with only `spring` (say)
     /// still copies no value.
-    fn new(binding: &ResolvedBinding, vars: &mut Vars) -> Result<Parts, Denial> {
+    fn new(
+        binding: &ResolvedBinding,
+        tls: Vec<(TlsFile, String)>,
+        vars: &mut Vars,
+    ) -> Result<Parts, Denial> {
         let request = &binding.request;
         let prefix = request.env_prefix();
         let helper_prefix = format!(
@@ -196,6 +228,7 @@ impl Parts {
             database,
             user,
             sslmode,
+            tls,
         })
     }
 
@@ -213,11 +246,21 @@ impl Parts {
         out
     }
 
-    fn sslmode_query(&self) -> String {
-        self.sslmode
-            .as_ref()
-            .map(|sslmode| format!("?sslmode={sslmode}"))
-            .unwrap_or_default()
+    /// `?sslmode=…&sslrootcert=…&sslcert=…&sslkey=…`, whichever the binding has; libpq, pgx,
+    /// node-postgres and pgjdbc all read these parameter names.
+    fn ssl_query(&self) -> String {
+        let mut params: Vec<String> = Vec::new();
+        if let Some(sslmode) = &self.sslmode {
+            params.push(format!("sslmode={sslmode}"));
+        }
+        for (file, path) in &self.tls {
+            params.push(format!("{}={path}", file.param()));
+        }
+        if params.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", params.join("&"))
+        }
     }
 
     /// `postgresql://$(USER)@$(HOST):$(PORT)/$(DB)?sslmode=$(SSLMODE)`, without the password.
@@ -230,7 +273,7 @@ impl Parts {
         format!(
             "postgresql://{user}{}{}",
             self.authority_and_path(),
-            self.sslmode_query()
+            self.ssl_query()
         )
     }
 
@@ -240,7 +283,7 @@ impl Parts {
         format!(
             "jdbc:postgresql://{}{}",
             self.authority_and_path(),
-            self.sslmode_query()
+            self.ssl_query()
         )
     }
 
@@ -257,6 +300,9 @@ impl Parts {
             if let Some(value) = value {
                 parts.push(format!("{key}={value}"));
             }
+        }
+        for (file, path) in &self.tls {
+            parts.push(format!("{}={path}", file.dotnet_keyword()));
         }
         parts.join(";")
     }

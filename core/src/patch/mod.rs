@@ -38,12 +38,10 @@ pub fn build_patch(
         .ok_or_else(|| Denial::new("the pod has no spec to inject into"))?;
     let targets = select_containers(spec, selection)?;
 
-    let mut binding_vars = Vec::with_capacity(bindings.len());
-    for binding in bindings {
-        binding_vars.push(env::binding_env(binding, warnings)?);
-    }
-    let file_bindings: Vec<&ResolvedBinding> =
-        bindings.iter().filter(|b| b.request.files).collect();
+    // Variables depend on the container's bindings root only through TLS file paths: computed
+    // once per root, with the warnings said once.
+    let mut vars_by_root: Vec<(String, Vec<EnvVar>)> = Vec::new();
+    let file_bindings: Vec<&ResolvedBinding> = bindings.iter().filter(|b| b.has_volume()).collect();
 
     let mut ops = Ops::default();
     annotate(pod, bindings, &mut ops);
@@ -62,8 +60,26 @@ pub fn build_patch(
             }
             None => DEFAULT_ROOT.to_owned(),
         };
-        wanted.extend(binding_vars.iter().flatten().cloned());
+        let vars = match vars_by_root.iter().find(|(own, _)| *own == root) {
+            Some((_, vars)) => vars.clone(),
+            None => {
+                let mut scratch = Vec::new();
+                let said = if vars_by_root.is_empty() {
+                    &mut *warnings
+                } else {
+                    &mut scratch
+                };
+                let mut vars = Vec::new();
+                for binding in bindings {
+                    vars.extend(env::binding_env(binding, &root, said)?);
+                }
+                vars_by_root.push((root.clone(), vars.clone()));
+                vars
+            }
+        };
+        wanted.extend(vars);
         inject_env(target, &wanted, on_conflict, &mut ops, warnings)?;
+        key_readable(pod, target, &file_bindings, warnings);
         let mounts: Vec<VolumeMount> = file_bindings
             .iter()
             .map(|b| files::mount(b, &root))
@@ -71,6 +87,49 @@ pub fn build_patch(
         add_mounts(target, &mounts, on_conflict, &mut ops, warnings)?;
     }
     Ok(Patch(ops.0))
+}
+
+/// A client key is projected with mode 0600, owned by root: a container running as another
+/// user reads it only through `fsGroup` (the kubelet then gives it the group, mode 0640, which
+/// libpq accepts for a root-owned key). Says what to set when the pod would make libpq refuse it.
+fn key_readable(
+    pod: &Pod,
+    target: &Target<'_>,
+    file_bindings: &[&ResolvedBinding],
+    warnings: &mut Vec<Warning>,
+) {
+    let Some(binding) = file_bindings
+        .iter()
+        .find(|binding| binding.has_tls(crate::field::TlsFile::Key))
+    else {
+        return;
+    };
+    let pod_context = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.security_context.as_ref());
+    if pod_context.and_then(|context| context.fs_group).is_some() {
+        return;
+    }
+    let container_context = target.container.security_context.as_ref();
+    let user = container_context
+        .and_then(|context| context.run_as_user)
+        .or_else(|| pod_context.and_then(|context| context.run_as_user));
+    let non_root = container_context
+        .and_then(|context| context.run_as_non_root)
+        .or_else(|| pod_context.and_then(|context| context.run_as_non_root))
+        .unwrap_or(false);
+    let who = match user {
+        Some(0) => return,
+        Some(user) => format!("runs as user {user}"),
+        None if non_root => "must run as non-root".to_owned(),
+        None => return,
+    };
+    warnings.push(Warning::new(format!(
+        "binding {:?}: container {} {who} without spec.securityContext.fsGroup, so it cannot read the client key (tls.key, mode 0600, owned by root) and libpq refuses to connect; set spec.securityContext.fsGroup (the kubelet then gives the key that group, mode 0640, which libpq accepts)",
+        binding.request.name(),
+        echo(&target.container.name)
+    )));
 }
 
 /// A container the patch writes into, with its place in the pod.

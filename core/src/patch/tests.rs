@@ -18,9 +18,12 @@ fn binding(fields: &[(Field, ValueSource)], env: EnvSets, files: bool) -> Resolv
             env,
             files,
             endpoint: None,
+            ca: None,
+            client_cert: None,
         },
         profile: "generic".to_owned(),
         fields: fields.iter().cloned().collect(),
+        tls: Vec::new(),
     }
 }
 

@@ -13,8 +13,8 @@ use std::sync::LazyLock;
 pub use detect::Detection;
 pub use pattern::{PatternError, SecretNamePattern};
 pub use schema::{
-    CLUSTER_PLACEHOLDER, DetectRule, Endpoints, FieldSource, InvalidProfile, OwnerMatch, Profile,
-    ProfileFile,
+    CLUSTER_PLACEHOLDER, CaSecret, DetectRule, Endpoints, FieldSource, InvalidProfile, OwnerMatch,
+    Profile, ProfileFile, Tls,
 };
 
 use crate::secret::SecretView;

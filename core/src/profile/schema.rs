@@ -38,6 +38,48 @@ pub struct Profile {
     /// The operator's Services by role, for `dbbind.io/endpoint`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
+    /// Where this shape keeps TLS files (docs/design.md §9).
+    #[serde(default, skip_serializing_if = "Tls::is_empty")]
+    pub tls: Tls,
+}
+
+/// Where a Secret shape keeps TLS files: keys of the bound Secret itself, and the operator's
+/// CA Secret, named after the database cluster.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tls {
+    /// Keys of the bound Secret holding the CA certificate (PEM); the first present wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_keys: Vec<String>,
+    /// Keys of the bound Secret holding the client certificate; used only with a key from
+    /// `keyKeys`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cert_keys: Vec<String>,
+    /// Keys of the bound Secret holding the client's private key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_keys: Vec<String>,
+    /// The operator's CA Secret, when neither an annotation nor the bound Secret gives a CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<CaSecret>,
+}
+
+impl Tls {
+    pub fn is_empty(&self) -> bool {
+        self.ca_keys.is_empty()
+            && self.cert_keys.is_empty()
+            && self.key_keys.is_empty()
+            && self.ca_secret.is_none()
+    }
+}
+
+/// A Secret the operator writes beside the bound one, holding the cluster's CA (CloudNativePG's
+/// `<cluster>-ca`). `{cluster}` is the cluster's name, found by the `endpoints` rules. Only
+/// `key` is projected, never the CA's private key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSecret {
+    pub name: String,
+    pub key: String,
 }
 
 /// An operator that publishes one Service per role names each after the database cluster:
@@ -187,6 +229,12 @@ pub enum InvalidProfile {
     EndpointsIncomplete,
     #[error("endpoint {0}: the host template must contain {{cluster}}")]
     EndpointWithoutCluster(&'static str),
+    #[error("tls: {key:?} is not a valid Secret key")]
+    BadTlsKey { key: String },
+    #[error(
+        "tls.caSecret: the name must contain {{cluster}}, and the profile needs endpoints (clusterLabel or clusterFromSecretName) to find the cluster"
+    )]
+    CaSecretWithoutCluster,
 }
 
 fn default_required() -> Vec<Field> {
@@ -260,6 +308,23 @@ impl Profile {
             }) {
                 return Err(InvalidProfile::EndpointWithoutCluster(role));
             }
+        }
+        let tls = &self.tls;
+        let ca_secret_key = tls.ca_secret.as_ref().map(|ca| &ca.key);
+        if let Some(key) = tls
+            .ca_keys
+            .iter()
+            .chain(&tls.cert_keys)
+            .chain(&tls.key_keys)
+            .chain(ca_secret_key)
+            .find(|key| !is_secret_key(key))
+        {
+            return Err(InvalidProfile::BadTlsKey { key: key.clone() });
+        }
+        if let Some(ca) = &tls.ca_secret
+            && (!ca.name.contains(CLUSTER_PLACEHOLDER) || self.endpoints.is_none())
+        {
+            return Err(InvalidProfile::CaSecretWithoutCluster);
         }
         for rule in &self.detect {
             if rule.states_nothing() {

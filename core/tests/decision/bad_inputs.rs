@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-const KNOWN: &str = "dbbind.io/secret[.<alias>], dbbind.io/profile[.<alias>], dbbind.io/host[.<alias>], dbbind.io/port[.<alias>], dbbind.io/database[.<alias>], dbbind.io/user[.<alias>], dbbind.io/sslmode[.<alias>], dbbind.io/keys[.<alias>], dbbind.io/env[.<alias>], dbbind.io/files[.<alias>], dbbind.io/endpoint[.<alias>], dbbind.io/containers, dbbind.io/on-conflict, dbbind.io/inject";
+const KNOWN: &str = "dbbind.io/secret[.<alias>], dbbind.io/profile[.<alias>], dbbind.io/host[.<alias>], dbbind.io/port[.<alias>], dbbind.io/database[.<alias>], dbbind.io/user[.<alias>], dbbind.io/sslmode[.<alias>], dbbind.io/keys[.<alias>], dbbind.io/env[.<alias>], dbbind.io/files[.<alias>], dbbind.io/endpoint[.<alias>], dbbind.io/ca[.<alias>], dbbind.io/client-cert[.<alias>], dbbind.io/containers, dbbind.io/on-conflict, dbbind.io/inject";
 
 /// Annotations on a pod with containers `app` and `sidecar`, in namespace `shop` where the
 /// fixture Secrets `orders-db-conn` (generic) and `orders-db-master` (rds, no host) exist.

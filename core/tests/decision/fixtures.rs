@@ -294,6 +294,8 @@ const CASES: &[Case] = &[
         &[],
         "servicebinding",
         &[
+            // The Secret's ca.crt is a TLS file: a volume for it, and its path.
+            ("SERVICE_BINDING_ROOT", "=/bindings"),
             ("POSTGRES_HOST", "host"),
             ("POSTGRES_PORT", "port"),
             ("POSTGRES_DB", "database"),
@@ -301,6 +303,7 @@ const CASES: &[Case] = &[
             ("POSTGRES_PASSWORD", "password"),
             ("POSTGRES_URL", "uri"),
             ("POSTGRES_SSLMODE", "sslmode"),
+            ("POSTGRES_SSLROOTCERT", "=/bindings/db/ca.crt"),
         ],
     ),
     (

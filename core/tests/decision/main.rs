@@ -10,4 +10,5 @@ mod canary;
 mod fixtures;
 mod idempotency;
 mod properties;
+mod tls;
 mod workloads;
