@@ -142,6 +142,9 @@ pub fn script(scenario: &str, container: &str, ways: &[Way], mode: Mode) -> Stri
                  [ -n \"${{{p}POSTGRES_PORT:-}}\" ] && export PGPORT=\"${{{p}POSTGRES_PORT}}\"\n  \
                  [ -n \"${{{p}POSTGRES_DB:-}}\" ] && export PGDATABASE=\"${{{p}POSTGRES_DB}}\"\n  \
                  [ -n \"${{{p}POSTGRES_SSLMODE:-}}\" ] && export PGSSLMODE=\"${{{p}POSTGRES_SSLMODE}}\"\n  \
+                 [ -n \"${{{p}POSTGRES_SSLROOTCERT:-}}\" ] && export PGSSLROOTCERT=\"${{{p}POSTGRES_SSLROOTCERT}}\"\n  \
+                 [ -n \"${{{p}POSTGRES_SSLCERT:-}}\" ] && export PGSSLCERT=\"${{{p}POSTGRES_SSLCERT}}\"\n  \
+                 [ -n \"${{{p}POSTGRES_SSLKEY:-}}\" ] && export PGSSLKEY=\"${{{p}POSTGRES_SSLKEY}}\"\n  \
                  exec psql -X -q -v ON_ERROR_STOP=1 -c '{sql}'"
             ),
             "libpq" => format!("exec psql -X -q -v ON_ERROR_STOP=1 -c '{sql}'"),
@@ -199,6 +202,8 @@ pub fn script(scenario: &str, container: &str, ways: &[Way], mode: Mode) -> Stri
                  [ -f \"$d/port\" ] && export PGPORT=\"$(cat \"$d/port\")\"\n  \
                  [ -f \"$d/database\" ] && export PGDATABASE=\"$(cat \"$d/database\")\"\n  \
                  [ -f \"$d/sslmode\" ] && export PGSSLMODE=\"$(cat \"$d/sslmode\")\"\n  \
+                 [ -f \"$d/ca.crt\" ] && export PGSSLROOTCERT=\"$d/ca.crt\"\n  \
+                 [ -f \"$d/tls.crt\" ] && export PGSSLCERT=\"$d/tls.crt\" PGSSLKEY=\"$d/tls.key\"\n  \
                  exec psql -X -q -v ON_ERROR_STOP=1 -c '{sql}'",
                 binding = way.binding
             ),

@@ -229,9 +229,10 @@ impl Node {
         entries
             .flatten()
             .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
-            .filter_map(|entry| {
-                std::fs::read_to_string(entry.path().join(container).join("0.log")).ok()
-            })
+            // Lossy: a client may print bytes that are not UTF-8 (libpq 15 with OpenSSL 3 does,
+            // for a key it cannot open), and the rest of the log still counts.
+            .filter_map(|entry| std::fs::read(entry.path().join(container).join("0.log")).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .collect::<Vec<_>>()
             .join("\n")
     }

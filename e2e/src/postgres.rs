@@ -17,6 +17,7 @@ use crate::{Error, Result};
 
 pub struct Postgres {
     pub port: u16,
+    data: PathBuf,
     socket_dir: PathBuf,
     bin: PathBuf,
     server: Daemon,
@@ -69,10 +70,14 @@ impl Postgres {
         let (cert, key) = (data.join("server.crt"), data.join("server.key"));
         std::fs::write(&cert, &serving.cert_pem)?;
         std::fs::write(&key, &serving.key_pem)?;
+        // The same CA verifies client certificates, for roles that require one.
+        let client_ca = data.join("root.crt");
+        std::fs::write(&client_ca, &ca.cert_pem)?;
         run(Command::new("chown")
             .arg("postgres:postgres")
             .arg(&cert)
-            .arg(&key))?;
+            .arg(&key)
+            .arg(&client_ca))?;
         run(Command::new("chmod").arg("600").arg(&key))?;
         let port = free_port()?;
         let mut server = as_postgres(&bin.join("postgres"));
@@ -87,6 +92,12 @@ impl Postgres {
                 "-c",
                 "ssl=on",
                 "-c",
+                "ssl_ca_file=root.crt",
+                // Every scenario's and check's pods hold their connections open until the end
+                // of the run: well over the default 100.
+                "-c",
+                "max_connections=400",
+                "-c",
             ])
             .arg(format!("unix_socket_directories={}", socket_dir.display()));
         let mut server = Daemon::start("postgres", server, dir.path())?;
@@ -97,6 +108,7 @@ impl Postgres {
             if probe.status.success() {
                 break Postgres {
                     port,
+                    data: data.clone(),
                     socket_dir,
                     bin,
                     server,
@@ -168,6 +180,29 @@ impl Postgres {
         Ok(())
     }
 
+    /// Makes `user` log in only over TLS with a client certificate the CA signed for it (its
+    /// common name), on top of its password: `hostssl … scram-sha-256 clientcert=verify-full`,
+    /// before every other rule, then reloads.
+    pub fn require_client_certificate(&self, user: &str) -> Result<()> {
+        let hba = self.data.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba)?;
+        let rule = format!("hostssl all {user} all scram-sha-256 clientcert=verify-full\n");
+        if !rules.contains(&rule) {
+            let others = rules
+                .lines()
+                .filter(|line| !line.split_whitespace().any(|word| word == user))
+                .collect::<Vec<_>>()
+                .join("\n");
+            // Any other connection of this user is refused rather than let in by a later rule.
+            std::fs::write(
+                &hba,
+                format!("{rule}host all {user} all reject\n{others}\n"),
+            )?;
+        }
+        self.sql("SELECT pg_reload_conf()")?;
+        Ok(())
+    }
+
     pub fn log(&self) -> String {
         self.server.log_text()
     }
@@ -184,6 +219,33 @@ fn as_postgres(program: &Path) -> Command {
         ])
         .arg(program);
     command
+}
+
+/// A client certificate for `user` (its common name), signed by `ca`, valid for a day.
+pub fn client_certificate(ca: &PemPair, user: &str) -> Result<PemPair> {
+    use rcgen::{
+        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+        KeyUsagePurpose,
+    };
+    let fail = |e: rcgen::Error| Error::new(format!("client certificate: {e}"));
+    let issuer =
+        Issuer::from_ca_cert_pem(&ca.cert_pem, KeyPair::from_pem(&ca.key_pem).map_err(fail)?)
+            .map_err(fail)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, user);
+    params.distinguished_name = name;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - Duration::from_secs(3600);
+    params.not_after = now + Duration::from_secs(86_400);
+    let key = KeyPair::generate().map_err(fail)?;
+    let cert = params.signed_by(&key, &issuer).map_err(fail)?;
+    Ok(PemPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 fn run(command: &mut Command) -> Result<()> {

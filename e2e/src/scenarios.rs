@@ -345,6 +345,9 @@ pub async fn run(
         if document["kind"] == "Deployment" {
             app_ways = for_the_node(document, scenario, &golden)?;
         }
+        if document["kind"] == "Secret" {
+            trust_the_suites_ca(document, &environment.servers.ca.cert_pem);
+        }
     }
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": documents});
     let applied = plane.kubectl_run(
@@ -452,6 +455,18 @@ pub async fn run(
         files,
         connections,
     })
+}
+
+/// An example Secret's CA (`ca.crt`) is a placeholder: here it becomes the CA of the suite's
+/// database servers, so the app verifies the server against what the Secret says.
+fn trust_the_suites_ca(secret: &mut Value, ca_pem: &str) {
+    use base64::Engine as _;
+    if let Some(data) = secret["data"].as_object_mut()
+        && data.contains_key("ca.crt")
+    {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+        data.insert("ca.crt".to_owned(), Value::String(encoded));
+    }
 }
 
 /// The ways a container of the golden render reads each binding: the variable sets it has,

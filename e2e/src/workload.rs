@@ -258,6 +258,8 @@ pub struct Seen {
     pub user: String,
     pub database: String,
     pub tls: bool,
+    /// The subject of the client certificate the connection presented; empty without one.
+    pub client_dn: String,
 }
 
 /// Waits until PostgreSQL shows a connection under every expected label, then checks each is
@@ -271,7 +273,7 @@ pub async fn wait_for_connections(
     let started = Instant::now();
     loop {
         let rows = postgres.sql(
-            "SELECT a.application_name, a.usename, a.datname, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name LIKE '%/%'",
+            "SELECT a.application_name, a.usename, a.datname, s.ssl, coalesce(s.client_dn, '') FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name LIKE '%/%'",
         )?;
         let rows_split: Vec<Vec<&str>> = rows.lines().map(|row| row.split('|').collect()).collect();
         let found: Vec<Option<Seen>> = expected
@@ -279,11 +281,12 @@ pub async fn wait_for_connections(
             .map(|want| {
                 rows_split
                     .iter()
-                    .find(|row| row.len() == 4 && row[0] == want.label)
+                    .find(|row| row.len() == 5 && row[0] == want.label)
                     .map(|row| Seen {
                         user: row[1].to_owned(),
                         database: row[2].to_owned(),
                         tls: row[3] == "t",
+                        client_dn: row[4].to_owned(),
                     })
             })
             .collect();

@@ -45,6 +45,10 @@ pub const ALL: &[(&str, Check)] = &[
         "every_driver_connects_with_a_plain_and_a_reserved_character_password",
         |e| Box::pin(node::every_driver(e)),
     ),
+    (
+        "tls_to_the_database_verifies_the_server_and_logs_in_by_certificate",
+        |e| Box::pin(node::tls_to_the_database(e)),
+    ),
     ("an_endpoint_role_reaches_the_roles_service", |e| {
         Box::pin(node::endpoint_role(e))
     }),
