@@ -52,9 +52,7 @@ fn bound_review(body: &[u8], store: &SecretStore, profiles: &ProfileSet) -> Vec<
 fn admit(body: &[u8], store: &SecretStore, profiles: &ProfileSet) -> Vec<u8> {
     let request = decode(body);
     let decision = review(&request, store, profiles);
-    let answer = admission_response(&request, decision)
-        .expect("response")
-        .into_review();
+    let answer = admission_response(&request, decision);
     serde_json::to_vec(&answer).expect("json")
 }
 

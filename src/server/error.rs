@@ -28,8 +28,6 @@ pub enum RequestError {
     Deadline,
     #[error("shutting down")]
     ShuttingDown,
-    #[error("the patch could not be serialized")]
-    Patch,
     #[error("{0} takes POST")]
     Method(&'static str),
     #[error("not found; admission reviews go to POST /mutate (Pods) or POST /validate (workloads)")]
@@ -60,7 +58,6 @@ impl RequestError {
             | RequestError::NotAReview { .. }
             | RequestError::NoRequest => StatusCode::BAD_REQUEST,
             RequestError::Deadline | RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            RequestError::Patch => StatusCode::INTERNAL_SERVER_ERROR,
             RequestError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::NotFound => StatusCode::NOT_FOUND,
         }

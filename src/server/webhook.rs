@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use tracing::field::Empty;
 
 use super::error::RequestError;
-use super::response::admission_response;
+use super::response::{ReviewResponse, admission_response};
 use crate::events::{EventQueue, PendingEvent, Reason, owner_of};
 use crate::metrics::{Metrics, Outcome, Webhook};
 use crate::profiles::SharedProfiles;
@@ -125,7 +125,7 @@ async fn handle(
     state: &WebhookState,
     request: Request,
     webhook: Webhook,
-) -> Result<(Outcome, AdmissionReview<DynamicObject>), RequestError> {
+) -> Result<(Outcome, ReviewResponse), RequestError> {
     let max = state.limits.max_body_bytes;
     if !is_json(request.headers()) {
         return Err(RequestError::NotJson);
@@ -157,7 +157,7 @@ fn decide(
     state: &WebhookState,
     request: &AdmissionRequest<DynamicObject>,
     webhook: Webhook,
-) -> Result<(Outcome, AdmissionReview<DynamicObject>), RequestError> {
+) -> Result<(Outcome, ReviewResponse), RequestError> {
     let object = request.object.as_ref().map(|object| &object.metadata);
     let name = object
         .and_then(|m| {
@@ -216,8 +216,7 @@ fn decide(
     {
         offer_events(events, request, &decision);
     }
-    let response = admission_response(request, decision).map_err(|_| RequestError::Patch)?;
-    Ok((outcome, response.into_review()))
+    Ok((outcome, admission_response(request, decision)))
 }
 
 /// For a Pod a controller is creating (not a dry run), each warning and a denial as an Event on

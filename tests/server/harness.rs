@@ -287,9 +287,15 @@ pub fn review_fixture(name: &str) -> Vec<u8> {
     std::fs::read(repo_path(&format!("tests/fixtures/admission/{name}"))).unwrap()
 }
 
-/// The JSON patch operations of an AdmissionReview response. kube-core serializes the patch
-/// bytes as a JSON array of numbers, which Go's decoder accepts for []byte as well as base64.
+/// The JSON patch operations of an AdmissionReview response, whose `patch` must be the base64
+/// string the API defines for bytes.
 pub fn patch_ops(response: &serde_json::Value) -> Vec<serde_json::Value> {
-    let bytes: Vec<u8> = serde_json::from_value(response["patch"].clone()).unwrap();
+    use base64::Engine as _;
+    let text = response["patch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("patch is not a base64 string: {}", response["patch"]));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("the patch is base64");
     serde_json::from_slice(&bytes).unwrap()
 }

@@ -53,12 +53,7 @@ fn respond(review_json: Value) -> Value {
     let request = request(review_json);
     let store = store_of(&[&fixture_secret("generic-external.yaml")]);
     let decision = review(&request, &store, &builtin());
-    serde_json::to_value(
-        admission_response(&request, decision)
-            .unwrap()
-            .into_review(),
-    )
-    .unwrap()
+    serde_json::to_value(admission_response(&request, decision)).unwrap()
 }
 
 #[test]
@@ -132,4 +127,29 @@ fn a_dry_run_is_decided_like_any_other_request() {
     let mut dry = pod_review("CREATE", json!({"dbbind.io/secret": "orders-db-conn"}));
     dry["request"]["dryRun"] = json!(true);
     assert!(respond(dry)["response"].get("patch").is_some());
+}
+
+/// The API defines `patch` as bytes, which JSON carries as a base64 string (kube-core's own
+/// type writes an array of numbers): the string is what goes out, and it decodes to the patch.
+#[test]
+fn the_patch_is_a_base64_string_a_fraction_of_an_arrays_size() {
+    use base64::Engine as _;
+    let sent: Value = serde_json::from_slice(&crate::harness::review_fixture(
+        "create-replicaset-pod.json",
+    ))
+    .unwrap();
+    let out = respond(sent);
+    let text = out["response"]["patch"].as_str().expect("a string");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64");
+    let ops: Vec<Value> = serde_json::from_slice(&bytes).expect("a JSON patch");
+    assert!(!ops.is_empty());
+    let as_array = serde_json::to_string(&bytes).unwrap();
+    assert!(
+        text.len() * 2 < as_array.len(),
+        "base64 {} bytes, array {} bytes",
+        text.len(),
+        as_array.len()
+    );
 }

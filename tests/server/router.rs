@@ -83,7 +83,7 @@ async fn a_dry_run_is_patched_too() {
     let (status, body) = call(app, post(review_fixture("create-pod-dry-run.json"))).await;
     assert_eq!(status, StatusCode::OK);
     let review: Value = serde_json::from_slice(&body).unwrap();
-    assert!(review["response"]["patch"].is_array());
+    assert!(review["response"]["patch"].is_string());
 }
 
 #[tokio::test]
