@@ -38,9 +38,7 @@ pub fn build_patch(
         .ok_or_else(|| Denial::new("the pod has no spec to inject into"))?;
     let targets = select_containers(spec, selection)?;
 
-    // Variables depend on the container's bindings root only through TLS file paths: computed
-    // once per root, with the warnings said once.
-    let mut vars_by_root: Vec<(String, Vec<EnvVar>)> = Vec::new();
+    let mut vars_by_root = VarsByRoot::new(bindings, warnings)?;
     let file_bindings: Vec<&ResolvedBinding> = bindings.iter().filter(|b| b.has_volume()).collect();
 
     let mut ops = Ops::default();
@@ -60,24 +58,7 @@ pub fn build_patch(
             }
             None => DEFAULT_ROOT.to_owned(),
         };
-        let vars = match vars_by_root.iter().find(|(own, _)| *own == root) {
-            Some((_, vars)) => vars.clone(),
-            None => {
-                let mut scratch = Vec::new();
-                let said = if vars_by_root.is_empty() {
-                    &mut *warnings
-                } else {
-                    &mut scratch
-                };
-                let mut vars = Vec::new();
-                for binding in bindings {
-                    vars.extend(env::binding_env(binding, &root, said)?);
-                }
-                vars_by_root.push((root.clone(), vars.clone()));
-                vars
-            }
-        };
-        wanted.extend(vars);
+        wanted.extend(vars_by_root.get(&root)?);
         inject_env(target, &wanted, on_conflict, &mut ops, warnings)?;
         key_readable(pod, target, &file_bindings, warnings);
         let mounts: Vec<VolumeMount> = file_bindings
@@ -87,6 +68,48 @@ pub fn build_patch(
         add_mounts(target, &mounts, on_conflict, &mut ops, warnings)?;
     }
     Ok(Patch(ops.0))
+}
+
+/// The bindings' variables for a container whose bindings root is `root`. They differ between
+/// roots only in TLS file paths, so each root's are computed once; the warnings (and a denial)
+/// come once, from the default root's, whatever the containers.
+struct VarsByRoot<'a> {
+    bindings: &'a [ResolvedBinding],
+    computed: Vec<(String, Vec<EnvVar>)>,
+}
+
+impl<'a> VarsByRoot<'a> {
+    fn new(
+        bindings: &'a [ResolvedBinding],
+        warnings: &mut Vec<Warning>,
+    ) -> Result<VarsByRoot<'a>, Denial> {
+        let vars = Self::compute(bindings, DEFAULT_ROOT, warnings)?;
+        Ok(VarsByRoot {
+            bindings,
+            computed: vec![(DEFAULT_ROOT.to_owned(), vars)],
+        })
+    }
+
+    fn get(&mut self, root: &str) -> Result<Vec<EnvVar>, Denial> {
+        if let Some((_, vars)) = self.computed.iter().find(|(own, _)| own == root) {
+            return Ok(vars.clone());
+        }
+        let vars = Self::compute(self.bindings, root, &mut Vec::new())?;
+        self.computed.push((root.to_owned(), vars.clone()));
+        Ok(vars)
+    }
+
+    fn compute(
+        bindings: &[ResolvedBinding],
+        root: &str,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Vec<EnvVar>, Denial> {
+        let mut vars = Vec::new();
+        for binding in bindings {
+            vars.extend(env::binding_env(binding, root, warnings)?);
+        }
+        Ok(vars)
+    }
 }
 
 /// A client key is projected with mode 0600, owned by root: a container running as another
