@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use dbbind_core::profile::{ProfileError, ProfileSet};
+use dbbind_core::secret::ShapeFilter;
+use tokio::sync::watch;
 
 use crate::reload::{FileContents, ReadError, Recheck};
 
@@ -45,17 +47,40 @@ fn from_text(text: &[u8], path: &Path) -> Result<ProfileSet, ProfilesFileError> 
 #[derive(Clone, Debug)]
 pub struct SharedProfiles {
     current: Arc<ArcSwap<ProfileSet>>,
+    /// What of a Secret the current profiles read, for the Secret cache; it changes only when
+    /// a reload changes the labels or owners the profiles name.
+    filter: Arc<watch::Sender<Arc<ShapeFilter>>>,
 }
 
 impl SharedProfiles {
     pub fn new(profiles: ProfileSet) -> SharedProfiles {
+        let filter = Arc::new(profiles.shape_filter());
         SharedProfiles {
             current: Arc::new(ArcSwap::from_pointee(profiles)),
+            filter: Arc::new(watch::Sender::new(filter)),
         }
     }
 
     pub fn current(&self) -> Arc<ProfileSet> {
         self.current.load_full()
+    }
+
+    /// The labels and owners the profiles read, now and after each reload.
+    pub fn shape_filter(&self) -> watch::Receiver<Arc<ShapeFilter>> {
+        self.filter.subscribe()
+    }
+
+    /// Puts `profiles` in effect.
+    pub fn replace(&self, profiles: ProfileSet) {
+        let filter = profiles.shape_filter();
+        self.current.store(Arc::new(profiles));
+        self.filter.send_if_modified(|current| {
+            let changed = **current != filter;
+            if changed {
+                *current = Arc::new(filter);
+            }
+            changed
+        });
     }
 
     /// Re-reads `path` when its contents change. A file that fails to load is reported and the
@@ -98,7 +123,7 @@ impl Recheck for ProfilesReloader {
             Ok(None) => {}
             Ok(Some(profiles)) => {
                 tracing::info!(file = %self.path.display(), profiles = profiles.names().len(), "profiles reloaded");
-                self.target.current.store(Arc::new(profiles));
+                self.target.replace(profiles);
                 self.reported = None;
             }
             Err(error) => {

@@ -99,6 +99,32 @@ impl SecretView {
     }
 }
 
+/// The labels and owner kinds of a Secret that the profiles in effect read: detection rules'
+/// labels and owners, and the label an operator's endpoints take the cluster's name from. A
+/// cache keeps only these, so a Secret's other labels cost no memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShapeFilter {
+    pub labels: BTreeSet<String>,
+    pub owners: BTreeSet<OwnerKind>,
+}
+
+impl ShapeFilter {
+    pub fn keeps_label(&self, key: &str) -> bool {
+        self.labels.contains(key)
+    }
+
+    pub fn keeps_owner(&self, owner: &OwnerKind) -> bool {
+        self.owners.contains(owner)
+    }
+
+    /// The view with only what this filter keeps: what a cache built with it would answer.
+    pub fn apply(&self, mut view: SecretView) -> SecretView {
+        view.labels.retain(|key, _| self.keeps_label(key));
+        view.owners.retain(|owner| self.keeps_owner(owner));
+        view
+    }
+}
+
 /// Where the core looks Secrets up: the server's watch cache, or the files given to `render`.
 pub trait SecretLookup {
     fn get(&self, namespace: &str, name: &str) -> Option<SecretView>;

@@ -51,6 +51,8 @@ impl Dbbind {
         let mut serve = Command::new(&binary);
         serve
             .args(["serve", "--log-format", "json", "--shutdown-drain", "1s"])
+            // As the chart runs it: Secrets cached only in the namespaces that opted in.
+            .arg("--namespace-selector=dbbind.io/inject=enabled")
             .arg(format!("--listen=127.0.0.1:{listen_port}"))
             .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
             .arg(format!(
@@ -157,6 +159,16 @@ impl Dbbind {
             .filter(|line| line.starts_with("dbbind_admission_requests_total{webhook=\"mutate\","))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
             .sum())
+    }
+
+    /// `dbbind_secret_cache_objects`: the Secrets in the watch cache.
+    pub fn cached_secrets(&self) -> Result<u64> {
+        let (_, metrics) = self.admin_get("/metrics")?;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("dbbind_secret_cache_objects "))
+            .and_then(|count| count.trim().parse().ok())
+            .ok_or_else(|| Error::new("no dbbind_secret_cache_objects in /metrics"))
     }
 
     pub fn log(&self) -> String {

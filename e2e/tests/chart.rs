@@ -230,11 +230,15 @@ fn the_default_install_is_self_managed_and_locked_down() {
         );
     }
 
-    // Least privilege: read Secrets; its own certificate Secret and webhooks by name only.
+    // Least privilege: read Secrets, list which namespaces opted in; its own certificate
+    // Secret and webhooks by name only.
     let rules = |kind: &str, name: &str| find(&objects, kind, name)["rules"].clone();
     assert_eq!(
         rules("ClusterRole", "dbbind-secrets"),
-        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}])
+        json!([
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
+        ])
     );
     assert_eq!(
         rules("ClusterRole", "dbbind-events"),
@@ -442,6 +446,42 @@ fn watched_namespaces_get_roles_instead_of_a_cluster_role() {
     }
 }
 
+/// By default the cache follows the opted-in namespaces (the webhook's own label), which
+/// needs list/watch on namespaces; `cacheScope=cluster` and a fixed list need neither.
+#[test]
+fn the_cache_follows_opted_in_namespaces_unless_told_otherwise() {
+    let selector_and_rules = |sets: &[&str]| {
+        let objects = render(sets).unwrap();
+        let env = find(&objects, "Deployment", "dbbind")["spec"]["template"]["spec"]["containers"]
+            [0]["env"]
+            .clone();
+        let selector = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "DBBIND_NAMESPACE_SELECTOR")
+            .map(|e| e["value"].clone());
+        let watches_namespaces = objects.iter().any(|o| {
+            o["kind"] == "ClusterRole"
+                && o["rules"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|rule| rule["resources"] == json!(["namespaces"]))
+        });
+        (selector, watches_namespaces)
+    };
+    assert_eq!(
+        selector_and_rules(&[]),
+        (Some(json!("dbbind.io/inject=enabled")), true)
+    );
+    assert_eq!(selector_and_rules(&["cacheScope=cluster"]), (None, false));
+    assert_eq!(
+        selector_and_rules(&["watchNamespaces={shop}"]),
+        (None, false)
+    );
+}
+
 #[test]
 fn the_schema_refuses_bad_values() {
     for (set, message) in [
@@ -459,6 +499,10 @@ fn the_schema_refuses_bad_values() {
             "additional properties 'webhoook' not allowed",
         ),
         ("watchNamespaces={Shop}", "does not match pattern"),
+        (
+            "cacheScope=everything",
+            "value must be one of 'optedIn', 'cluster'",
+        ),
     ] {
         let error = render(&[set]).unwrap_err();
         assert!(error.contains(message), "{set}: {error}");

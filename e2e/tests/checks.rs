@@ -18,6 +18,10 @@ pub const ALL: &[(&str, Check)] = &[
     ("an_unlabelled_namespace_is_untouched", |e| {
         Box::pin(unlabelled_namespace(e))
     }),
+    (
+        "only_opted_in_namespaces_secrets_are_cached_from_the_moment_they_opt_in",
+        |e| Box::pin(cache_scope(e)),
+    ),
     ("an_opted_out_pod_is_untouched", |e| {
         Box::pin(opted_out_pod(e))
     }),
@@ -165,6 +169,106 @@ async fn unlabelled_namespace(environment: &mut Environment) -> Result<()> {
         return Err(Error::new(
             "the namespaceSelector let an unlabelled namespace's pod through",
         ));
+    }
+    Ok(())
+}
+
+/// Polls `condition` for up to 20 s.
+async fn eventually(what: &str, mut condition: impl FnMut() -> Result<bool>) -> Result<()> {
+    for _ in 0..200 {
+        if condition()? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(Error::new(format!("not reached within 20 s: {what}")))
+}
+
+/// dbbind runs with `--namespace-selector=dbbind.io/inject=enabled`, as the chart does: the
+/// Secrets of a namespace that has not opted in are never cached, Helm's release Secrets never
+/// anywhere; a namespace labelled a moment before its first pod is bound with its Secrets; a
+/// namespace that leaves is forgotten.
+async fn cache_scope(environment: &mut Environment) -> Result<()> {
+    let namespace = "e2e-later";
+    kubectl(environment, &["create", "namespace", namespace], "")?;
+    let before = environment.dbbind.cached_secrets()?;
+    let mut items: Vec<Value> = (0..20)
+        .map(|index| {
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": format!("unrelated-{index}")},
+                   "stringData": {"token": "x"}})
+        })
+        .collect();
+    items.push(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+                      "metadata": {"name": "sh.helm.release.v1.orders.v1"},
+                      "data": {"release": "SDRzSUFBQUFBQUFBLw=="}}),
+    );
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    kubectl(
+        environment,
+        &["apply", "-n", namespace, "-f", "-"],
+        &list.to_string(),
+    )?;
+    apply_secret(environment, "external-generic", namespace, None)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let unlabelled = environment.dbbind.cached_secrets()?;
+    if unlabelled != before {
+        return Err(Error::new(format!(
+            "Secrets of a namespace that did not opt in were cached: {before} -> {unlabelled}"
+        )));
+    }
+
+    // Opt in, and create a pod at once: the admission waits for the namespace's Secrets.
+    kubectl(
+        environment,
+        &["label", "namespace", namespace, "dbbind.io/inject=enabled"],
+        "",
+    )?;
+    let mut first = Value::Null;
+    // The API server's own view of the label can lag too; what is checked here is dbbind's
+    // side, so a pod the API server did not send to dbbind is tried again under a new name.
+    for attempt in 0..3 {
+        let name = format!("first-{attempt}");
+        let asked = environment.dbbind.requests_total()?;
+        let manifest = pod(&name, &[("dbbind.io/secret", "orders-db-conn")]);
+        kubectl(
+            environment,
+            &["apply", "-n", namespace, "-f", "-"],
+            &manifest,
+        )?;
+        first = get_pod(environment, namespace, &name)?;
+        if environment.dbbind.requests_total()? != asked {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if first["metadata"]["annotations"]["dbbind.io/status"].is_null() {
+        return Err(Error::new(format!(
+            "the first pod of a namespace that just opted in was not bound: {first}"
+        )));
+    }
+    // 20 unrelated Secrets and the database's, not the Helm release.
+    let expected = before + 21;
+    eventually("the opted-in namespace's Secrets are cached", || {
+        Ok(environment.dbbind.cached_secrets()? == expected)
+    })
+    .await?;
+
+    kubectl(
+        environment,
+        &["label", "namespace", namespace, "dbbind.io/inject-"],
+        "",
+    )?;
+    eventually("the namespace that left is forgotten", || {
+        Ok(environment.dbbind.cached_secrets()? == before)
+    })
+    .await?;
+    let log = environment.dbbind.log();
+    for line in ["namespace opted in", "namespace left"] {
+        if !log.contains(line) {
+            return Err(Error::new(format!("dbbind's log does not say {line:?}")));
+        }
     }
     Ok(())
 }

@@ -9,11 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use dbbind_core::profile::ProfileSet;
-use dbbind_core::secret::SecretLookup;
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use crate::cache::{ScopedSecretCache, secret_cache};
+use crate::cache::namespaces::{self, ClientWatches};
+use crate::cache::{SecretCache, watch};
 use crate::events::event_queue;
 use crate::logging::{self, LogFormat};
 use crate::metrics::Metrics;
@@ -46,8 +45,19 @@ pub struct ServeArgs {
 pub struct CacheFlags {
     /// Watch Secrets in these namespaces only (comma separated), so read access to Secrets is
     /// needed there only. They must cover every namespace that opts in. Default: all namespaces.
-    #[arg(long, env = "DBBIND_WATCH_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "DBBIND_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        conflicts_with = "namespace_selector"
+    )]
     pub watch_namespaces: Vec<String>,
+    /// Watch Secrets only in the namespaces this label selector picks, following them as they
+    /// are labelled and unlabelled (e.g. `dbbind.io/inject=enabled`, the webhook's own
+    /// namespaceSelector): Secrets elsewhere are never listed. Needs list and watch on
+    /// namespaces. Default: all namespaces.
+    #[arg(long, env = "DBBIND_NAMESPACE_SELECTOR")]
+    pub namespace_selector: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -208,8 +218,6 @@ async fn serve(
     // Every background task is held here; one that ends stops dbbind (see `tasks`).
     let mut tasks = Tasks::new();
 
-    let (secrets, cache_synced) = start_cache(&args.cache, &client, &metrics, &mut tasks);
-
     let profiles = SharedProfiles::new(profiles);
     if let Some(path) = profiles_file {
         let reloader = profiles.reloader(path);
@@ -218,6 +226,12 @@ async fn serve(
             reload::every(args.server.profiles_reload_interval, reloader),
         );
     }
+
+    let secrets = start_cache(&args.cache, &client, &profiles, &metrics, &mut tasks);
+    let cache_synced = {
+        let secrets = secrets.clone();
+        Box::new(move || secrets.is_synced())
+    };
 
     start_certificates(
         args,
@@ -245,8 +259,14 @@ async fn serve(
     // Held until serve returns: the router's copy goes when the listener stops, during the
     // drain, and the writer must not end (and be taken for a failed task) before that.
     let _events_open = events.clone();
-    let webhook =
-        WebhookState::new(secrets, profiles, Arc::clone(&metrics), limits).with_events(events);
+    let webhook = WebhookState::new(
+        Arc::new(secrets.clone()),
+        profiles,
+        Arc::clone(&metrics),
+        limits,
+    )
+    .with_events(events)
+    .with_cache(secrets);
     let server = Server::bind(ServeOptions {
         listen: args.server.listen,
         admin_listen: args.server.admin_listen,
@@ -271,42 +291,64 @@ async fn serve(
     }
 }
 
-type Lookup = Arc<dyn SecretLookup + Send + Sync>;
-type SyncCheck = Box<dyn Fn() -> bool + Send + Sync>;
-
-/// Starts the Secret watchers: one for the whole cluster, or one per `--watch-namespaces`
-/// entry. Returns the lookup and its sync check.
+/// Starts the Secret watches of the cache's scope: the whole cluster, the namespaces of
+/// `--watch-namespaces`, or those `--namespace-selector` picks.
 fn start_cache(
     flags: &CacheFlags,
     client: &kube::Client,
+    profiles: &SharedProfiles,
     metrics: &Arc<Metrics>,
     tasks: &mut Tasks,
-) -> (Lookup, SyncCheck) {
-    if flags.watch_namespaces.is_empty() {
-        let (cache, writer) = secret_cache();
+) -> SecretCache {
+    let filters = profiles.shape_filter();
+    if let Some(selector) = &flags.namespace_selector {
+        let cache = SecretCache::following_namespaces();
+        let counted = cache.clone();
         let metrics = Arc::clone(metrics);
-        let api: Api<Secret> = Api::all(client.clone());
+        let watches = ClientWatches {
+            client: client.clone(),
+            filters,
+            on_change: Arc::new(move || metrics.set_cache_objects(counted.len())),
+        };
+        tasks.spawn(
+            "namespace watch",
+            namespaces::follow(
+                Api::all(client.clone()),
+                selector.clone(),
+                cache.clone(),
+                watches,
+            ),
+        );
+        tracing::info!(%selector, "watching Secrets in the namespaces this selector picks");
+        return cache;
+    }
+    if flags.watch_namespaces.is_empty() {
+        let (cache, partition) = SecretCache::cluster();
+        let counted = Arc::clone(&partition);
+        let metrics = Arc::clone(metrics);
         tasks.spawn(
             "Secret watch",
-            writer.run(api, move |count| metrics.set_cache_objects(count)),
+            watch::run(partition, Api::all(client.clone()), filters, move || {
+                metrics.set_cache_objects(counted.len())
+            }),
         );
-        let synced = cache.clone();
-        let lookup: Lookup = Arc::new(cache);
-        return (lookup, Box::new(move || synced.is_synced()) as SyncCheck);
+        return cache;
     }
-    let (scoped, writers) = ScopedSecretCache::new(&flags.watch_namespaces);
-    for (namespace, writer) in writers {
-        let (metrics, total) = (Arc::clone(metrics), scoped.clone());
-        let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let (cache, partitions) = SecretCache::namespaces(&flags.watch_namespaces);
+    for (namespace, partition) in partitions {
+        let (metrics, counted) = (Arc::clone(metrics), cache.clone());
         tasks.spawn(
             format!("Secret watch in {namespace}"),
-            writer.run(api, move |_| metrics.set_cache_objects(total.len())),
+            watch::run(
+                partition,
+                Api::namespaced(client.clone(), &namespace),
+                filters.clone(),
+                move || metrics.set_cache_objects(counted.len()),
+            ),
         );
     }
     tracing::info!(namespaces = %flags.watch_namespaces.join(","), "watching Secrets in these namespaces only");
-    let synced = scoped.clone();
-    let lookup: Lookup = Arc::new(scoped);
-    (lookup, Box::new(move || synced.is_synced()) as SyncCheck)
+    cache
 }
 
 /// Certificates from files when both are given, otherwise self-managed.

@@ -23,6 +23,7 @@ use tracing::field::Empty;
 
 use super::error::RequestError;
 use super::response::{ReviewResponse, admission_response};
+use crate::cache::SecretCache;
 use crate::events::{EventQueue, PendingEvent, Reason, owner_of};
 use crate::metrics::{Metrics, Outcome, Webhook};
 use crate::profiles::SharedProfiles;
@@ -60,6 +61,9 @@ pub struct WebhookState {
     /// Where warnings and denials of controller-made pods go as Events; none in tests that do
     /// not look at them.
     pub events: Option<EventQueue>,
+    /// The Secret cache, when the server runs with one: an admission in a namespace whose
+    /// Secrets are still being listed waits for them.
+    pub cache: Option<SecretCache>,
     slots: Arc<Semaphore>,
 }
 
@@ -76,6 +80,7 @@ impl WebhookState {
             metrics,
             limits,
             events: None,
+            cache: None,
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
         }
     }
@@ -83,6 +88,12 @@ impl WebhookState {
     /// Records warnings and denials of controller-made pods as Events through `queue`.
     pub fn with_events(mut self, queue: EventQueue) -> WebhookState {
         self.events = Some(queue);
+        self
+    }
+
+    /// Makes each admission wait until its namespace's Secrets are in `cache`.
+    pub fn with_cache(mut self, cache: SecretCache) -> WebhookState {
+        self.cache = Some(cache);
         self
     }
 }
@@ -150,6 +161,9 @@ async fn handle(
         serde_json::from_slice(&body).map_err(|error| RequestError::not_a_review(&error))?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| RequestError::NoRequest)?;
+    if let (Some(cache), Some(namespace)) = (&state.cache, &request.namespace) {
+        cache.wait_for(namespace).await;
+    }
     decide(state, &request, webhook)
 }
 

@@ -4,10 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dbbind::cache::{SecretCache, secret_cache};
+use dbbind::cache::{SecretCache, SecretShape, watch};
 use dbbind_core::secret::SecretLookup;
 use http::{Request, Response};
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -51,6 +50,10 @@ async fn expect(handle: &mut Mock, watch: bool) -> (String, SendResponse<Respons
         .expect("a request");
     let uri = request.uri().to_string();
     assert!(uri.starts_with("/api/v1/secrets?"), "{uri}");
+    assert!(
+        uri.contains("fieldSelector=type%21%3Dhelm.sh%2Frelease.v1"),
+        "Helm release Secrets are filtered out by the API server: {uri}"
+    );
     assert_eq!(uri.contains("watch=true"), watch, "{uri}");
     (uri, send)
 }
@@ -75,8 +78,17 @@ async fn until(condition: impl Fn() -> bool) {
 fn watch_fake_api_server() -> (Arc<SecretCache>, Mock, tokio::task::JoinHandle<()>) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    let (cache, writer) = secret_cache();
-    let watching = tokio::spawn(writer.run(Api::<Secret>::all(client), |_| {}));
+    let (cache, partition) = SecretCache::cluster();
+    let filters = tokio::sync::watch::channel(Arc::new(
+        dbbind_core::profile::ProfileSet::builtin().shape_filter(),
+    ))
+    .1;
+    let watching = tokio::spawn(watch::run(
+        partition,
+        Api::<SecretShape>::all(client),
+        filters,
+        || {},
+    ));
     (Arc::new(cache), handle, watching)
 }
 
@@ -140,6 +152,46 @@ async fn the_cache_follows_lists_watches_relists_and_errors() {
     until(|| keys(&cache, "e").is_some()).await;
     assert!(!watching.is_finished());
     assert!(cache.is_synced(), "still serving from the cache it has");
+    watching.abort();
+}
+
+#[tokio::test]
+async fn profiles_that_read_another_label_make_the_cache_list_again() {
+    use dbbind_core::secret::ShapeFilter;
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let (cache, partition) = SecretCache::cluster();
+    let (filters, receiver) = tokio::sync::watch::channel(Arc::new(ShapeFilter::default()));
+    let watching = tokio::spawn(watch::run(
+        partition,
+        Api::<SecretShape>::all(client),
+        receiver,
+        || {},
+    ));
+    let labelled = || {
+        let mut object = secret("a", "5", &["host"]);
+        object["metadata"]["labels"] = json!({"team": "orders"});
+        object
+    };
+    let (_, send) = expect(&mut handle, false).await;
+    send.send_response(list("10", vec![labelled()]));
+    let (_, _watch) = expect(&mut handle, true).await;
+    until(|| cache.is_synced()).await;
+    assert!(cache.get("shop", "a").unwrap().labels.is_empty());
+
+    // A reload whose profiles read the same labels changes nothing; one reading `team` relists.
+    filters.send_replace(Arc::new(ShapeFilter::default()));
+    let mut filter = ShapeFilter::default();
+    filter.labels.insert("team".to_owned());
+    filters.send_replace(Arc::new(filter));
+    let (_, send) = expect(&mut handle, false).await;
+    assert!(
+        cache.is_synced(),
+        "the old contents answer during the relist"
+    );
+    send.send_response(list("11", vec![labelled()]));
+    let (_, _watch) = expect(&mut handle, true).await;
+    until(|| cache.get("shop", "a").unwrap().labels.contains_key("team")).await;
     watching.abort();
 }
 
@@ -238,26 +290,26 @@ async fn no_secret_value_reaches_a_log_line_at_any_level() {
 
 #[test]
 fn a_scoped_cache_answers_for_its_namespaces_only_and_syncs_when_all_have() {
-    use dbbind::cache::ScopedSecretCache;
+    use dbbind_core::secret::ShapeFilter;
     use kube::runtime::watcher::Event;
-    let (scoped, writers) = ScopedSecretCache::new(&["shop".to_owned(), "billing".to_owned()]);
-    let mut caches: std::collections::BTreeMap<String, _> = writers.into_iter().collect();
+    let (scoped, partitions) = SecretCache::namespaces(&["shop".to_owned(), "billing".to_owned()]);
+    let partitions: std::collections::BTreeMap<String, _> = partitions.into_iter().collect();
     let in_namespace = |namespace: &str, name: &str| {
         let mut object = secret(name, "1", &["host"]);
         object["metadata"]["namespace"] = json!(namespace);
-        serde_json::from_value::<Secret>(object).unwrap()
+        serde_json::from_value::<SecretShape>(object).unwrap()
     };
+    let filter = ShapeFilter::default();
     for event in [
         Event::Init,
         Event::InitApply(in_namespace("shop", "orders-db")),
         Event::InitDone,
     ] {
-        caches.get_mut("shop").unwrap().apply(event);
+        partitions["shop"].apply(event, &filter);
     }
     assert!(!scoped.is_synced(), "billing has not listed yet");
-    let billing = caches.get_mut("billing").unwrap();
-    billing.apply(Event::Init);
-    billing.apply(Event::InitDone);
+    partitions["billing"].apply(Event::Init, &filter);
+    partitions["billing"].apply(Event::InitDone, &filter);
     assert!(scoped.is_synced());
     assert!(scoped.get("shop", "orders-db").is_some());
     assert!(scoped.get("billing", "orders-db").is_none());

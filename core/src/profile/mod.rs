@@ -17,7 +17,7 @@ pub use schema::{
     Profile, ProfileFile, Tls,
 };
 
-use crate::secret::SecretView;
+use crate::secret::{OwnerKind, SecretView, ShapeFilter};
 
 /// The built-in profiles, in `auto` detection order.
 const BUILTIN_YAML: &str = include_str!("builtin.yaml");
@@ -143,6 +143,30 @@ impl ProfileSet {
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// What of a Secret's labels and owners these profiles read; a cache needs nothing else.
+    pub fn shape_filter(&self) -> ShapeFilter {
+        let mut filter = ShapeFilter::default();
+        for profile in self.iter() {
+            for rule in &profile.detect {
+                filter.labels.extend(rule.labels.keys().cloned());
+                if let Some(owner) = &rule.owner {
+                    filter.owners.insert(OwnerKind {
+                        group: owner.group.clone(),
+                        kind: owner.kind.clone(),
+                    });
+                }
+            }
+            if let Some(label) = profile
+                .endpoints
+                .as_ref()
+                .and_then(|e| e.cluster_label.as_ref())
+            {
+                filter.labels.insert(label.clone());
+            }
+        }
+        filter
     }
 
     /// The whole set in the profiles-file schema.

@@ -22,6 +22,26 @@ fn auto_detects_the_profile_named_in_each_fixture() {
     }
 }
 
+/// The Secret cache keeps only the labels and owners the profiles read: every fixture must be
+/// decided the same from that filtered view as from the whole Secret.
+#[test]
+fn the_profiles_shape_filter_keeps_everything_a_decision_reads() {
+    let profiles = builtin();
+    let filter = profiles.shape_filter();
+    assert!(filter.keeps_label("cnpg.io/cluster"), "{filter:?}");
+    assert!(!filter.keeps_label("helm.sh/chart"));
+    for file in fixture_names() {
+        let secret = fixture_secret(&file);
+        let whole = SecretView::from_secret(&secret, "default");
+        let filtered = filter.apply(whole.clone());
+        let namespace = whole.namespace.clone();
+        let pod = pod(&[("dbbind.io/secret", whole.name.as_str())], &["app"]);
+        let by_whole = decide(&pod, &namespace, &[whole].into_iter().collect());
+        let by_filtered = decide(&pod, &namespace, &[filtered].into_iter().collect());
+        assert_eq!(by_whole, by_filtered, "{file}");
+    }
+}
+
 /// Binds a fixture with `auto` (plus `extra` annotations) in its own namespace and returns the
 /// `app` container's env and the profile that was used.
 fn bind(file: &str, extra: &[(&str, &str)]) -> (Vec<String>, String) {
