@@ -12,6 +12,7 @@ pub mod capture;
 pub mod cluster;
 pub mod forward;
 pub mod image;
+pub mod kyverno;
 pub mod node;
 pub mod postgres;
 pub mod process;
@@ -43,6 +44,18 @@ impl std::error::Error for Error {}
 impl From<kube::Error> for Error {
     fn from(error: kube::Error) -> Error {
         Error(format!("Kubernetes API: {error}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Error {
+        Error(format!("JSON: {error}"))
+    }
+}
+
+impl From<serde_yaml_ng::Error> for Error {
+    fn from(error: serde_yaml_ng::Error) -> Error {
+        Error(format!("YAML: {error}"))
     }
 }
 

@@ -88,16 +88,20 @@ pub fn postgres_bin_dir() -> Result<PathBuf, Error> {
 /// The dbbind binary of this checkout, built first so the suite never runs a stale one (under
 /// `cargo test` the build lock is free by the time tests run).
 pub fn dbbind() -> Result<PathBuf, Error> {
+    dbbind_built(false)
+}
+
+/// The release build of dbbind, for benchmarks.
+pub fn dbbind_release() -> Result<PathBuf, Error> {
+    dbbind_built(true)
+}
+
+fn dbbind_built(release: bool) -> Result<PathBuf, Error> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--locked",
-            "--bin",
-            "dbbind",
-            "--manifest-path",
-        ])
+        .args(["build", "--quiet", "--locked", "--bin", "dbbind"])
+        .args(release.then_some("--release"))
+        .arg("--manifest-path")
         .arg(repo_root().join("Cargo.toml"))
         .status()
         .map_err(|e| Error::new(format!("cannot run cargo build: {e}")))?;
@@ -107,7 +111,9 @@ pub fn dbbind() -> Result<PathBuf, Error> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
-    let binary = target.join("debug").join("dbbind");
+    let binary = target
+        .join(if release { "release" } else { "debug" })
+        .join("dbbind");
     if binary.exists() {
         Ok(binary)
     } else {

@@ -19,15 +19,41 @@ pub struct Dbbind {
     pub listen_port: u16,
     pub admin_port: u16,
     pub ca_pem: String,
+    /// From start to the first 200 on /readyz.
+    pub ready_after: Duration,
     process: Daemon,
 }
 
+/// A process's resident memory (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| Error::new(format!("no VmRSS for process {pid}")))
+}
+
 impl Dbbind {
-    /// Writes certificates for 127.0.0.1, starts `dbbind serve`, waits for /readyz.
+    /// Writes certificates for 127.0.0.1, starts `dbbind serve` as the chart runs it (Secrets
+    /// cached in opted-in namespaces only), waits for /readyz.
     pub fn start(plane: &ControlPlane) -> Result<Dbbind> {
-        let binary = tools::dbbind()?;
+        Dbbind::start_binary(
+            plane,
+            &tools::dbbind()?,
+            &["--namespace-selector=dbbind.io/inject=enabled"],
+        )
+    }
+
+    /// `binary serve` with these extra flags; [`Dbbind::ready_after`] says how long /readyz
+    /// took to answer 200.
+    pub fn start_binary(
+        plane: &ControlPlane,
+        binary: &std::path::Path,
+        flags: &[&str],
+    ) -> Result<Dbbind> {
         let certs = plane.dir.path().join("dbbind-certs");
-        let made = Command::new(&binary)
+        let made = Command::new(binary)
             .args([
                 "certs",
                 "--service-name",
@@ -48,11 +74,10 @@ impl Dbbind {
         }
         let listen_port = free_port()?;
         let admin_port = free_port()?;
-        let mut serve = Command::new(&binary);
+        let mut serve = Command::new(binary);
         serve
             .args(["serve", "--log-format", "json", "--shutdown-drain", "1s"])
-            // As the chart runs it: Secrets cached only in the namespaces that opted in.
-            .arg("--namespace-selector=dbbind.io/inject=enabled")
+            .args(flags)
             .arg(format!("--listen=127.0.0.1:{listen_port}"))
             .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
             .arg(format!(
@@ -70,6 +95,7 @@ impl Dbbind {
             listen_port,
             admin_port,
             ca_pem: std::fs::read_to_string(certs.join("ca.crt"))?,
+            ready_after: Duration::ZERO,
             process,
         };
         let started = Instant::now();
@@ -79,6 +105,7 @@ impl Dbbind {
                 .admin_get("/readyz")
                 .is_ok_and(|(status, _)| status == 200)
             {
+                dbbind.ready_after = started.elapsed();
                 return Ok(dbbind);
             }
             if started.elapsed() > Duration::from_secs(30) {
@@ -87,8 +114,17 @@ impl Dbbind {
                     dbbind.process.log_tail(20)
                 )));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The process's resident memory (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        let pid = self
+            .process
+            .pid()
+            .ok_or_else(|| Error::new("dbbind is not running"))?;
+        rss_kib(pid)
     }
 
     /// The shipped MutatingWebhookConfiguration (the Pod webhook), pointed at this process.

@@ -4,6 +4,10 @@
 //! no binding (an UPDATE review, which dbbind admits unchanged), both measured in this run.
 //!
 //!   cargo run --release -p dbbind-e2e --bin loadgen [-- REQUESTS CONNECTIONS]
+//!   cargo run --release -p dbbind-e2e --bin loadgen -- serve
+//!
+//! `serve` only serves, for an external load generator (`scripts/bench` runs h2load): it prints
+//! the listener's address on stdout and stops when stdin closes.
 //!
 //! Traffic goes to 127.0.0.1 only, and the run ends by itself.
 
@@ -30,7 +34,8 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let serve_only = args.next_if(|arg| arg == "serve").is_some();
     let requests: usize = args
         .next()
         .map(|a| a.parse())
@@ -86,6 +91,17 @@ async fn main() -> Result<(), Failure> {
     let serving = tokio::spawn(server.run(parts, async {
         let _ = stopped.await;
     }));
+
+    if serve_only {
+        println!("{addr}");
+        // Serve until whoever started us closes our stdin.
+        let mut stdin = tokio::io::stdin();
+        let mut sink = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stdin, &mut sink).await?;
+        let _ = stop.send(());
+        serving.await??;
+        return Ok(());
+    }
 
     let cases = [
         (
