@@ -8,7 +8,7 @@
 use json_patch::jsonptr::Pointer;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::admission::mutate_pod;
 use crate::decision::Decision;
@@ -210,7 +210,12 @@ fn render_one(
         .ok()
         .and_then(|p| p.resolve(&document).ok())
     {
-        Some(template) => template.clone(),
+        Some(template) if template.is_object() => template.clone(),
+        Some(_) => {
+            return Err(format!(
+                "{kind}'s pod template at {pointer} is not a mapping"
+            ));
+        }
         None => return Err(format!("{kind} has no pod template at {pointer}")),
     };
     let mut pod_json = if pointer.is_empty() {
@@ -241,13 +246,20 @@ fn write_back(document: &mut Value, pointer: &str, mut pod: Value) {
         *document = pod;
         return;
     }
-    let Some(template) = document.pointer_mut(pointer) else {
+    // render_one read a mapping here, and a pod from its metadata mapping: indexing cannot
+    // meet a scalar (which would panic), but stay safe if that ever changes.
+    let Some(template) = document.pointer_mut(pointer).and_then(Value::as_object_mut) else {
         return;
     };
     if let Some(annotations) = pod.pointer_mut("/metadata/annotations").map(Value::take) {
-        template["metadata"]["annotations"] = annotations;
+        let metadata = template
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(metadata) = metadata.as_object_mut() {
+            metadata.insert("annotations".to_owned(), annotations);
+        }
     }
     if let Some(spec) = pod.get_mut("spec").map(Value::take) {
-        template["spec"] = spec;
+        template.insert("spec".to_owned(), spec);
     }
 }

@@ -8,6 +8,7 @@ mod support;
 mod bad_inputs;
 mod canary;
 mod fixtures;
+mod fuzz_findings;
 mod idempotency;
 mod properties;
 mod tls;
