@@ -2,6 +2,7 @@
 //! shutdown sequence that drains them.
 
 pub mod admin;
+pub mod body;
 pub mod error;
 pub mod listener;
 pub mod response;

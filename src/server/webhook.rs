@@ -15,12 +15,12 @@ use dbbind_core::admission;
 use dbbind_core::decision::Decision;
 use dbbind_core::secret::SecretLookup;
 use dbbind_core::workload;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use tokio::sync::Semaphore;
 use tracing::field::Empty;
 
+use super::body::{self, BodyError};
 use super::error::RequestError;
 use super::response::{ReviewResponse, admission_response};
 use crate::cache::SecretCache;
@@ -141,21 +141,31 @@ async fn handle(
     if !is_json(request.headers()) {
         return Err(RequestError::NotJson);
     }
-    if content_length(request.headers()).is_some_and(|length| length > max) {
+    let discard_limit = max.saturating_mul(body::DISCARD_FACTOR);
+    if let Some(length) = content_length(request.headers())
+        && length > max
+    {
+        // Refused unread; a body not much larger is read and dropped so the client sees the
+        // 413 (server/body.rs), a larger one is cut off.
+        if length <= discard_limit {
+            body::discard(request.into_body(), length).await;
+        }
         return Err(RequestError::TooLarge(max));
     }
     // Wait for a slot (within the deadline set by the caller) before buffering the body.
-    let _slot = state
+    let slot = state
         .slots
         .acquire()
         .await
         .map_err(|_| RequestError::ShuttingDown)?;
-    let body = match Limited::new(request.into_body(), max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+    let body = match body::read(request.into_body(), max).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge(rest)) => {
+            drop(slot);
+            body::discard(rest, discard_limit).await;
             return Err(RequestError::TooLarge(max));
         }
-        Err(_) => return Err(RequestError::Unreadable),
+        Err(BodyError::Unreadable) => return Err(RequestError::Unreadable),
     };
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_slice(&body).map_err(|error| RequestError::not_a_review(&error))?;

@@ -225,6 +225,12 @@ impl TlsClient {
         }
     }
 
+    /// A POST to /mutate, with a JSON content type, for [`TlsClient::send`].
+    pub fn mutate_request(&self) -> hyper::http::request::Builder {
+        Request::post(format!("https://{}/mutate", self.addr))
+            .header("content-type", "application/json")
+    }
+
     pub async fn connect(&self) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let stream = TcpStream::connect(self.addr).await?;
         let name = ServerName::IpAddress(self.addr.ip().into());
@@ -233,6 +239,20 @@ impl TlsClient {
 
     /// POSTs `body` as JSON to /mutate on a new connection.
     pub async fn post(&self, body: &[u8]) -> Result<Answer, String> {
+        let request = self
+            .mutate_request()
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// Sends `request` on a new connection; the body is any, streamed or not.
+    pub async fn send<B>(&self, request: Request<B>) -> Result<Answer, String>
+    where
+        B: hyper::body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let tls = self.connect().await.map_err(|e| e.to_string())?;
         let (_, session) = tls.get_ref();
         let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
@@ -241,10 +261,6 @@ impl TlsClient {
             .and_then(|c| c.first())
             .map(|c| c.to_vec())
             .unwrap_or_default();
-        let request = Request::post(format!("https://{}/mutate", self.addr))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::copy_from_slice(body)))
-            .unwrap();
         let io = TokioIo::new(tls);
         let response = if alpn.as_deref() == Some(b"h2") {
             let (mut sender, connection) =

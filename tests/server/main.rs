@@ -9,6 +9,7 @@ mod support;
 mod cache;
 mod events;
 mod harness;
+mod hostile;
 mod review;
 mod router;
 mod self_managed;
