@@ -78,6 +78,13 @@ pub struct ServerFlags {
     /// Admission requests decided at once; more wait within their deadline.
     #[arg(long, env = "DBBIND_MAX_CONCURRENT_REQUESTS", default_value_t = 128)]
     pub max_concurrent_requests: usize,
+    /// Bytes of request bodies held in memory at once, across all requests (at least
+    /// --max-body-bytes); arriving bodies wait when it is spent.
+    #[arg(long, env = "DBBIND_MAX_BUFFERED_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_buffered_bytes: usize,
+    /// Time a client has to send a request's whole body once its headers are in.
+    #[arg(long, env = "DBBIND_BODY_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
     /// Time a client has to complete the TLS handshake.
     #[arg(long, env = "DBBIND_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
@@ -246,6 +253,8 @@ async fn serve(
         max_body_bytes: args.server.max_body_bytes,
         request_timeout: args.server.request_timeout,
         max_concurrent: args.server.max_concurrent_requests,
+        max_buffered_bytes: args.server.max_buffered_bytes,
+        body_read_timeout: args.server.body_read_timeout,
     };
     // In a pod, HOSTNAME is the pod's name: which replica wrote an Event.
     let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "dbbind".to_owned());

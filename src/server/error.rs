@@ -15,6 +15,8 @@ pub enum RequestError {
     TooLarge(usize),
     #[error("the request body could not be read")]
     Unreadable,
+    #[error("the request body did not arrive within {}", humantime::format_duration(*.0))]
+    BodyTimeout(std::time::Duration),
     /// Position only: serde's text can quote the body, and a pod spec may hold a value.
     #[error("the body is not an AdmissionReview ({category} error at line {line} column {column})")]
     NotAReview {
@@ -54,6 +56,7 @@ impl RequestError {
         match self {
             RequestError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RequestError::Unreadable
             | RequestError::NotAReview { .. }
             | RequestError::NoRequest => StatusCode::BAD_REQUEST,

@@ -20,7 +20,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use tokio::sync::Semaphore;
 use tracing::field::Empty;
 
-use super::body::{self, BodyError};
+use super::body::{self, BodyBudget, BodyError};
 use super::error::RequestError;
 use super::response::{ReviewResponse, admission_response};
 use crate::cache::SecretCache;
@@ -39,6 +39,10 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Requests decided at once; more wait for a slot within their deadline.
     pub max_concurrent: usize,
+    /// Bytes of request bodies held at once, across requests (at least `max_body_bytes`).
+    pub max_buffered_bytes: usize,
+    /// Time a client has to send the whole body once its headers are in.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +51,8 @@ impl Default for Limits {
             max_body_bytes: 6 * 1024 * 1024,
             request_timeout: Duration::from_secs(8),
             max_concurrent: 128,
+            max_buffered_bytes: 64 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -65,6 +71,7 @@ pub struct WebhookState {
     /// Secrets are still being listed waits for them.
     pub cache: Option<SecretCache>,
     slots: Arc<Semaphore>,
+    bodies: BodyBudget,
 }
 
 impl WebhookState {
@@ -82,6 +89,7 @@ impl WebhookState {
             events: None,
             cache: None,
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            bodies: BodyBudget::new(limits.max_buffered_bytes.max(limits.max_body_bytes)),
         }
     }
 
@@ -152,23 +160,29 @@ async fn handle(
         }
         return Err(RequestError::TooLarge(max));
     }
-    // Wait for a slot (within the deadline set by the caller) before buffering the body.
-    let slot = state
+    // The body is read before a decision slot is taken, so streams whose bodies never come
+    // hold no slot; they hold only what they sent, of a shared budget, until the body-read
+    // deadline (server/body.rs).
+    let limits = state.limits;
+    let read = body::read(request.into_body(), max, &state.bodies);
+    let body = match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Err(_) => return Err(RequestError::BodyTimeout(limits.body_read_timeout)),
+        Ok(Ok(body)) => body,
+        Ok(Err(BodyError::TooLarge(rest))) => {
+            body::discard(rest, discard_limit).await;
+            return Err(RequestError::TooLarge(max));
+        }
+        Ok(Err(BodyError::Unreadable)) => return Err(RequestError::Unreadable),
+    };
+    // Decoding and deciding are CPU work (and decoding multiplies the body's memory): at most
+    // max_concurrent at once; others wait within the request's deadline.
+    let _slot = state
         .slots
         .acquire()
         .await
         .map_err(|_| RequestError::ShuttingDown)?;
-    let body = match body::read(request.into_body(), max).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge(rest)) => {
-            drop(slot);
-            body::discard(rest, discard_limit).await;
-            return Err(RequestError::TooLarge(max));
-        }
-        Err(BodyError::Unreadable) => return Err(RequestError::Unreadable),
-    };
     let review: AdmissionReview<DynamicObject> =
-        serde_json::from_slice(&body).map_err(|error| RequestError::not_a_review(&error))?;
+        serde_json::from_slice(&body.bytes).map_err(|error| RequestError::not_a_review(&error))?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| RequestError::NoRequest)?;
     if let (Some(cache), Some(namespace)) = (&state.cache, &request.namespace) {

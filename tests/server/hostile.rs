@@ -160,3 +160,142 @@ async fn a_body_far_over_the_limit_is_cut_off_at_once() {
     }
     server.stop().await;
 }
+
+/// Headers sent, a first chunk of body, and then nothing: on one HTTP/2 connection, many
+/// such streams hold no decision slot (the body is read before one is taken) and only what
+/// they sent of the body budget; each is answered 408 at the body-read deadline, and a
+/// well-behaved client is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_whose_body_never_ends_hold_no_slot_and_get_408() {
+    let body_read_timeout = Duration::from_millis(800);
+    let server = start(Options {
+        limits: Limits {
+            max_concurrent: 4,
+            body_read_timeout,
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let client = server.client(b"h2");
+    let tls = client.connect().await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+
+    let started = std::time::Instant::now();
+    let mut open_bodies = Vec::new();
+    let mut stalled = Vec::new();
+    for _ in 0..50 {
+        let (mut feed, chunks) =
+            futures::channel::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+        feed.try_send(Ok(Frame::data(Bytes::from_static(b"{\"kind\":"))))
+            .unwrap();
+        open_bodies.push(feed);
+        let request = client
+            .mutate_request()
+            .body(StreamBody::new(chunks))
+            .unwrap();
+        let mut sender = sender.clone();
+        stalled.push(tokio::spawn(async move {
+            sender
+                .send_request(request)
+                .await
+                .map(|response| response.status())
+        }));
+    }
+
+    // Fifty stalled streams, four slots: a good request is still answered at once.
+    let answer = tokio::time::timeout(
+        Duration::from_millis(500),
+        client.post(&review_fixture("create-replicaset-pod.json")),
+    )
+    .await
+    .expect("served while the stalled streams wait for their bodies");
+    assert_eq!(answer.unwrap().status, StatusCode::OK);
+
+    for stream in stalled {
+        let status = tokio::time::timeout(Duration::from_secs(5), stream)
+            .await
+            .expect("answered at the body-read deadline")
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    }
+    assert!(started.elapsed() >= body_read_timeout);
+    drop(open_bodies);
+    server.stop().await;
+}
+
+/// HTTP/2 "rapid reset" (CVE-2023-44487): streams opened and cancelled at once, thousands of
+/// times on one connection. Other clients are served during and after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_reset_streams_does_not_stop_other_clients() {
+    let server = start(Options::default()).await;
+    let client = server.client(b"h2");
+    let tls = client.connect().await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let body = Bytes::from(review_fixture("create-replicaset-pod.json"));
+
+    let flood = {
+        let client_request = client.mutate_request();
+        let template = client_request.body(()).unwrap();
+        let body = body.clone();
+        tokio::spawn(async move {
+            let mut sender = sender;
+            let mut refused = 0;
+            for _ in 0..5000 {
+                if sender.ready().await.is_err() {
+                    refused += 1;
+                    break;
+                }
+                let mut request = hyper::Request::new(Full::new(body.clone()));
+                *request.method_mut() = template.method().clone();
+                *request.uri_mut() = template.uri().clone();
+                *request.headers_mut() = template.headers().clone();
+                // Dropping the response future cancels the stream: RST_STREAM(CANCEL).
+                let response = sender.send_request(request);
+                let _ = tokio::time::timeout(Duration::from_micros(50), response).await;
+            }
+            refused
+        })
+    };
+
+    let good = server.client(b"h2");
+    for _ in 0..20 {
+        let answer = tokio::time::timeout(Duration::from_secs(2), good.post(&body))
+            .await
+            .expect("served during the flood");
+        assert_eq!(answer.unwrap().status, StatusCode::OK);
+    }
+    tokio::time::timeout(Duration::from_secs(60), flood)
+        .await
+        .expect("the flood ends")
+        .unwrap();
+    let answer = good.post(&body).await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    // The flood reached the server, and most of it as resets: of 5,000 streams, some were
+    // answered before the client cancelled them, and the rest never got an answer.
+    let (_, metrics) = server.admin_get("/metrics").await;
+    let answered: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("dbbind_admission_requests_total{webhook=\"mutate\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    let flood_answered = answered.saturating_sub(21);
+    assert!(
+        flood_answered > 0 && flood_answered < 5000,
+        "{flood_answered} of the flood's streams answered"
+    );
+    server.stop().await;
+}

@@ -251,24 +251,26 @@ async fn a_request_past_its_deadline_gets_503() {
 }
 
 #[tokio::test]
-async fn the_concurrency_limit_makes_requests_wait_for_a_slot() {
+async fn a_stalled_body_holds_no_decision_slot_and_gets_408() {
     let limits = Limits {
-        request_timeout: Duration::from_millis(400),
+        body_read_timeout: Duration::from_millis(300),
         max_concurrent: 1,
         ..Limits::default()
     };
     let metrics = Arc::new(Metrics::new());
     let app = webhook::router(webhook_state(limits, Arc::clone(&metrics)));
-    // The first request holds the only slot while its body stalls, until its deadline.
+    // The first request's body stalls: it is being read, with no slot taken yet.
     let holder = tokio::spawn(call(app.clone(), post(stalled_body())));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!holder.is_finished());
-    // The second waits for that slot, so it can only be answered once the holder is.
+    // So the second takes the only slot and is answered while the first still waits.
     let (status, _) = call(app, post(review_fixture("create-replicaset-pod.json"))).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        holder.is_finished(),
-        "answered while the only slot was held"
+    assert!(!holder.is_finished(), "the stalled body ended early");
+    let (status, body) = holder.await.unwrap();
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        text(&body),
+        "dbbind: the request body did not arrive within 300ms\n"
     );
-    assert_eq!(holder.await.unwrap().0, StatusCode::SERVICE_UNAVAILABLE);
 }
