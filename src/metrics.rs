@@ -147,6 +147,7 @@ pub struct Metrics {
     cache_objects: Gauge,
     certificate_expiry: Gauge,
     events: Family<EventLabels, Counter>,
+    profiles_file_valid: Gauge,
 }
 
 impl Metrics {
@@ -192,6 +193,15 @@ impl Metrics {
             "Events offered for controller-made pods, by what became of them",
             events.clone(),
         );
+        // 1 until a --profiles-file that does not load is seen: an alert on 0 finds a broken
+        // ConfigMap that the previous profiles are hiding.
+        let profiles_file_valid = Gauge::default();
+        profiles_file_valid.set(1);
+        registry.register(
+            "dbbind_profiles_file_valid",
+            "1 when --profiles-file (if any) loaded at its last change, 0 while it does not load and the previous profiles stay in effect",
+            profiles_file_valid.clone(),
+        );
         for result in EventResult::ALL {
             let _ = events.get_or_create(&EventLabels { result });
         }
@@ -209,6 +219,7 @@ impl Metrics {
             cache_objects,
             certificate_expiry,
             events,
+            profiles_file_valid,
         }
     }
 
@@ -235,6 +246,10 @@ impl Metrics {
     pub fn set_cache_objects(&self, count: usize) {
         self.cache_objects
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_profiles_file_valid(&self, valid: bool) {
+        self.profiles_file_valid.set(i64::from(valid));
     }
 
     pub fn set_certificate_expiry(&self, not_after: i64) {

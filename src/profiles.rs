@@ -9,6 +9,7 @@ use dbbind_core::profile::{ProfileError, ProfileSet};
 use dbbind_core::secret::ShapeFilter;
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::reload::{FileContents, ReadError, Recheck};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,13 +84,15 @@ impl SharedProfiles {
         });
     }
 
-    /// Re-reads `path` when its contents change. A file that fails to load is reported and the
-    /// previous set stays in effect: a typo in a ConfigMap must not take admission down.
-    pub fn reloader(&self, path: PathBuf) -> ProfilesReloader {
+    /// Re-reads `path` when its contents change. A file that fails to load is reported (a
+    /// warning, and `dbbind_profiles_file_valid` 0) and the previous set stays in effect: a
+    /// typo in a ConfigMap must not take admission down.
+    pub fn reloader(&self, path: PathBuf, metrics: Arc<Metrics>) -> ProfilesReloader {
         ProfilesReloader {
             contents: FileContents::primed([&path]),
             path,
             target: self.clone(),
+            metrics,
             reported: None,
         }
     }
@@ -100,6 +103,7 @@ pub struct ProfilesReloader {
     path: PathBuf,
     contents: FileContents<1>,
     target: SharedProfiles,
+    metrics: Arc<Metrics>,
     /// The last problem logged, so a file that stays unreadable is reported once.
     reported: Option<String>,
 }
@@ -124,9 +128,11 @@ impl Recheck for ProfilesReloader {
             Ok(Some(profiles)) => {
                 tracing::info!(file = %self.path.display(), profiles = profiles.names().len(), "profiles reloaded");
                 self.target.replace(profiles);
+                self.metrics.set_profiles_file_valid(true);
                 self.reported = None;
             }
             Err(error) => {
+                self.metrics.set_profiles_file_valid(false);
                 let text = error.to_string();
                 if self.reported.as_ref() != Some(&text) {
                     tracing::warn!(error = %text, "profiles file not reloaded; the previous profiles stay in effect");
@@ -134,5 +140,45 @@ impl Recheck for ProfilesReloader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACME: &str = "profiles:\n- name: acme\n  detect:\n  - type: acme.example/postgres\n  fields:\n    host: {keys: [server]}\n    user: {keys: [login]}\n    password: {keys: [pw]}\n";
+
+    fn valid(metrics: &Metrics) -> bool {
+        metrics
+            .encode()
+            .contains("\ndbbind_profiles_file_valid 1\n")
+    }
+
+    #[tokio::test]
+    async fn an_invalid_file_keeps_the_previous_profiles_and_says_so_in_a_metric() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profiles.yaml");
+        std::fs::write(&path, ACME).unwrap();
+        let profiles = SharedProfiles::new(load(Some(&path)).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let mut reloader = profiles.reloader(path.clone(), Arc::clone(&metrics));
+        assert!(valid(&metrics));
+
+        // Replaced by a file that does not load: the profiles stay, the metric turns 0.
+        std::fs::write(&path, "profiles:\n- name: Not A Label\n").unwrap();
+        reloader.recheck().await;
+        assert!(profiles.current().get("acme").is_some());
+        assert!(!valid(&metrics), "{}", metrics.encode());
+        // Checked again unchanged: still 0.
+        reloader.recheck().await;
+        assert!(!valid(&metrics));
+
+        // Fixed: loaded, and 1 again.
+        std::fs::write(&path, ACME.replace("acme", "acme2")).unwrap();
+        reloader.recheck().await;
+        assert!(profiles.current().get("acme2").is_some());
+        assert!(profiles.current().get("acme").is_none());
+        assert!(valid(&metrics));
     }
 }

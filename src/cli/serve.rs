@@ -227,7 +227,7 @@ async fn serve(
 
     let profiles = SharedProfiles::new(profiles);
     if let Some(path) = profiles_file {
-        let reloader = profiles.reloader(path);
+        let reloader = profiles.reloader(path, Arc::clone(&metrics));
         tasks.spawn(
             "profiles reload",
             reload::every(args.server.profiles_reload_interval, reloader),
