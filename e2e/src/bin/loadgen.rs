@@ -4,10 +4,13 @@
 //! no binding (an UPDATE review, which dbbind admits unchanged), both measured in this run.
 //!
 //!   cargo run --release -p dbbind-e2e --bin loadgen [-- REQUESTS CONNECTIONS]
-//!   cargo run --release -p dbbind-e2e --bin loadgen -- serve
+//!   cargo run --release -p dbbind-e2e --bin loadgen -- serve [--cert-dir DIR]
 //!
-//! `serve` only serves, for an external load generator (`scripts/bench` runs h2load): it prints
-//! the listener's address on stdout and stops when stdin closes.
+//! `serve` only serves, for an external load generator (`scripts/bench` and `scripts/soak` run
+//! h2load): it prints the listener's address on stdout and stops when stdin closes. With
+//! `--cert-dir`, the serving certificate is `DIR/tls.crt` and `DIR/tls.key`, reloaded by
+//! `dbbind serve`'s own file reloader (checked every second) when they change; each load is
+//! printed on stderr.
 //!
 //! Traffic goes to 127.0.0.1 only, and the run ends by itself.
 
@@ -20,6 +23,7 @@ use dbbind::profiles::SharedProfiles;
 use dbbind::server::{
     ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, WebhookState,
 };
+use dbbind::tls::files::FileReloader;
 use dbbind::tls::generate::{SubjectNames, issue_serving, new_ca};
 use dbbind::tls::{CertStore, ServingCert};
 use dbbind_core::profile::ProfileSet;
@@ -36,6 +40,12 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 async fn main() -> Result<(), Failure> {
     let mut args = std::env::args().skip(1).peekable();
     let serve_only = args.next_if(|arg| arg == "serve").is_some();
+    let cert_dir = match args.next_if(|arg| arg == "--cert-dir") {
+        Some(_) => Some(std::path::PathBuf::from(
+            args.next().ok_or("--cert-dir DIR")?,
+        )),
+        None => None,
+    };
     let requests: usize = args
         .next()
         .map(|a| a.parse())
@@ -54,10 +64,24 @@ async fn main() -> Result<(), Failure> {
     };
     let pair = issue_serving(&ca, &names, Duration::from_secs(3600), now)?;
     let certs = CertStore::new();
-    certs.set(ServingCert::from_pem(
-        pair.cert_pem.as_bytes(),
-        pair.key_pem.as_bytes(),
-    )?);
+    match &cert_dir {
+        None => certs.set(ServingCert::from_pem(
+            pair.cert_pem.as_bytes(),
+            pair.key_pem.as_bytes(),
+        )?),
+        Some(dir) => {
+            let mut reloader = FileReloader::new(
+                &dir.join("tls.crt"),
+                &dir.join("tls.key"),
+                Arc::clone(&certs),
+            )
+            .with_on_loaded(Arc::new(|not_after| {
+                eprintln!("loadgen: serving certificate loaded, notAfter {not_after}");
+            }));
+            reloader.poll()?;
+            tokio::spawn(dbbind::reload::every(Duration::from_secs(1), reloader));
+        }
+    }
     let secret = serde_yaml_ng::from_slice(&read("tests/fixtures/secrets/generic-external.yaml")?)?;
     let store: SecretStore = [SecretView::from_secret(&secret, "shop")]
         .into_iter()
