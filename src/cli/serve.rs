@@ -88,9 +88,13 @@ pub struct ServerFlags {
     /// Time a client has to complete the TLS handshake.
     #[arg(long, env = "DBBIND_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
-    /// Time an HTTP/1.1 client has to send a request's headers.
+    /// Time an HTTP/1.1 client has to send a request's headers, and any client its first
+    /// bytes after the TLS handshake.
     #[arg(long, env = "DBBIND_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+    /// A connection from which nothing has been read for this long is closed.
+    #[arg(long, env = "DBBIND_IDLE_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
     /// After SIGTERM, how long to keep serving while /readyz reports false.
     #[arg(long, env = "DBBIND_SHUTDOWN_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_drain: Duration,
@@ -282,6 +286,7 @@ async fn serve(
         connections: ConnectionLimits {
             handshake_timeout: args.server.handshake_timeout,
             header_read_timeout: args.server.header_read_timeout,
+            idle_timeout: args.server.idle_timeout,
         },
         shutdown_drain: args.server.shutdown_drain,
         shutdown_timeout: args.server.shutdown_timeout,

@@ -13,14 +13,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::idle::IdleTimeout;
+
 /// Per-connection time limits.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
     /// A client must finish the TLS handshake within this.
     pub handshake_timeout: Duration,
     /// An HTTP/1.1 client must send a request's headers within this; an HTTP/2 connection
-    /// must answer a keep-alive ping within this.
+    /// must answer a keep-alive ping within this. Every client must send its first bytes
+    /// within this of its handshake.
     pub header_read_timeout: Duration,
+    /// A connection from which nothing has been read for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -28,6 +33,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             handshake_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(90),
         }
     }
 }
@@ -78,7 +84,12 @@ pub async fn serve_tls(
                     // The protocol comes from ALPN, not from sniffing the first bytes: a sniff
                     // would wait on a silent client outside the header-read timeout.
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let io = TokioIo::new(tls);
+                    // HTTP/2 has no timeout of its own for a client that sends nothing.
+                    let io = TokioIo::new(IdleTimeout::new(
+                        tls,
+                        limits.header_read_timeout,
+                        limits.idle_timeout,
+                    ));
                     let result = if h2 {
                         let mut builder = http2::Builder::new(TokioExecutor::new());
                         builder

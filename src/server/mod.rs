@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod body;
 pub mod error;
+pub mod idle;
 pub mod listener;
 pub mod response;
 pub mod signals;

@@ -299,3 +299,73 @@ async fn a_flood_of_reset_streams_does_not_stop_other_clients() {
     );
     server.stop().await;
 }
+
+/// Reads from `tls` until the server closes it; returns how long that took.
+async fn time_to_close(mut tls: impl tokio::io::AsyncRead + Unpin) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {} // the server's SETTINGS, GOAWAY, ...
+            Err(_) => panic!("still open after 10 s"),
+        }
+    }
+}
+
+/// HTTP/2 has no timeout of its own for a client that sends nothing before its preface: the
+/// connection is closed at the header-read timeout. After the preface, a client that answers
+/// nothing is closed too, and one that keeps sending requests is not cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_http2_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let server = start(Options {
+        connections: dbbind::server::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_millis(1500),
+            ..dbbind::server::ConnectionLimits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let client = server.client(b"h2");
+
+    // TLS done, ALPN h2, then not a byte: closed at the header-read timeout.
+    let silent = client.connect().await.unwrap();
+    let closed = time_to_close(silent).await;
+    assert!(closed < Duration::from_millis(1400), "{closed:?}");
+
+    // The preface and SETTINGS, then nothing (not even PING acks): closed by the keep-alive
+    // ping's timeout or the idle timeout, whichever comes first.
+    let mut idle = client.connect().await.unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let closed = time_to_close(idle).await;
+    assert!(closed < Duration::from_millis(3000), "{closed:?}");
+
+    // Requests every 0.5 s on one connection outlive the idle timeout.
+    let tls = client.connect().await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let body = Bytes::from(review_fixture("create-replicaset-pod.json"));
+    for _ in 0..6 {
+        let request = client
+            .mutate_request()
+            .body(Full::new(body.clone()))
+            .unwrap();
+        let response = sender
+            .send_request(request)
+            .await
+            .expect("the connection stays open");
+        assert_eq!(response.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    server.stop().await;
+}

@@ -162,6 +162,7 @@ async fn stalled_clients_do_not_block_others_and_are_cut_off() {
     let connections = ConnectionLimits {
         handshake_timeout: Duration::from_millis(500),
         header_read_timeout: Duration::from_millis(500),
+        ..ConnectionLimits::default()
     };
     let server = start(Options {
         connections,
