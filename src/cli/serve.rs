@@ -95,6 +95,9 @@ pub struct ServerFlags {
     /// A connection from which nothing has been read for this long is closed.
     #[arg(long, env = "DBBIND_IDLE_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
+    /// Admission connections open at once; one accepted beyond this is closed at once.
+    #[arg(long, env = "DBBIND_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     /// After SIGTERM, how long to keep serving while /readyz reports false.
     #[arg(long, env = "DBBIND_SHUTDOWN_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_drain: Duration,
@@ -287,6 +290,7 @@ async fn serve(
             handshake_timeout: args.server.handshake_timeout,
             header_read_timeout: args.server.header_read_timeout,
             idle_timeout: args.server.idle_timeout,
+            max_connections: args.server.max_connections,
         },
         shutdown_drain: args.server.shutdown_drain,
         shutdown_timeout: args.server.shutdown_timeout,

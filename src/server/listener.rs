@@ -2,6 +2,7 @@
 //! accept or other clients; HTTP/1.1 or HTTP/2 by ALPN; graceful shutdown that lets in-flight
 //! requests finish.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::idle::IdleTimeout;
@@ -26,6 +27,8 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// A connection from which nothing has been read for this long is closed.
     pub idle_timeout: Duration,
+    /// Connections open at once; one accepted beyond this is closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -34,6 +37,7 @@ impl Default for ConnectionLimits {
             handshake_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(90),
+            max_connections: 1024,
         }
     }
 }
@@ -49,6 +53,9 @@ pub async fn serve_tls(
     deadline: Duration,
 ) -> bool {
     let graceful = GracefulShutdown::new();
+    // Each open connection holds a permit: memory stays bounded however many clients connect
+    // and wait (an HTTP/2 client that answers pings and sends no request is never idle).
+    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -61,6 +68,11 @@ pub async fn serve_tls(
                         continue;
                     }
                 };
+                let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                    tracing::debug!(%peer, max = limits.max_connections, "connection refused: too many open");
+                    drop(stream);
+                    continue;
+                };
                 // Without this, a response written as several frames waits on the peer's
                 // delayed ACK (Nagle): about 40 ms per admission call.
                 if let Err(error) = stream.set_nodelay(true) {
@@ -70,6 +82,7 @@ pub async fn serve_tls(
                 let service = TowerToHyperService::new(app.clone());
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(error)) => {

@@ -369,3 +369,55 @@ async fn silent_and_idle_http2_connections_are_closed() {
     }
     server.stop().await;
 }
+
+/// HTTP/2 clients that answer pings and send nothing are never idle; the connection cap bounds
+/// them. Beyond it, a new connection is closed at once; when one closes, the next is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_closed_at_once() {
+    let server = start(Options {
+        connections: dbbind::server::ConnectionLimits {
+            max_connections: 3,
+            ..dbbind::server::ConnectionLimits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let client = server.client(b"h2");
+    // Three well-behaved HTTP/2 connections, kept open (hyper's client answers pings).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let tls = client.connect().await.unwrap();
+        let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        held.push((sender, tokio::spawn(connection)));
+    }
+    let body = review_fixture("create-replicaset-pod.json");
+    let refused = tokio::time::timeout(Duration::from_secs(2), client.post(&body))
+        .await
+        .expect("refused at once, not held");
+    assert!(
+        refused.is_err(),
+        "a fourth connection was served: {refused:?}"
+    );
+
+    // One of the three goes away: the next client is served.
+    let (sender, connection) = held.pop().unwrap();
+    drop(sender);
+    connection.await.unwrap().unwrap();
+    let mut served = false;
+    for _ in 0..20 {
+        if let Ok(answer) = client.post(&body).await {
+            assert_eq!(answer.status, StatusCode::OK);
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "no connection served after one closed");
+    drop(held);
+    server.stop().await;
+}
