@@ -231,6 +231,27 @@ impl TlsClient {
             .header("content-type", "application/json")
     }
 
+    /// A new HTTP/2 connection, its driver spawned: send requests with the sender; the
+    /// driver's handle ends when the connection does.
+    pub async fn http2<B>(
+        &self,
+    ) -> (
+        hyper::client::conn::http2::SendRequest<B>,
+        JoinHandle<hyper::Result<()>>,
+    )
+    where
+        B: hyper::body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let tls = self.connect().await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        (sender, tokio::spawn(connection))
+    }
+
     pub async fn connect(&self) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let stream = TcpStream::connect(self.addr).await?;
         let name = ServerName::IpAddress(self.addr.ip().into());

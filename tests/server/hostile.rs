@@ -178,14 +178,7 @@ async fn streams_whose_body_never_ends_hold_no_slot_and_get_408() {
     })
     .await;
     let client = server.client(b"h2");
-    let tls = client.connect().await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (sender, _connection) = client.http2().await;
 
     let started = std::time::Instant::now();
     let mut open_bodies = Vec::new();
@@ -237,14 +230,7 @@ async fn streams_whose_body_never_ends_hold_no_slot_and_get_408() {
 async fn a_flood_of_reset_streams_does_not_stop_other_clients() {
     let server = start(Options::default()).await;
     let client = server.client(b"h2");
-    let tls = client.connect().await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (sender, _connection) = client.http2().await;
     let body = Bytes::from(review_fixture("create-replicaset-pod.json"));
 
     let flood = {
@@ -346,14 +332,7 @@ async fn silent_and_idle_http2_connections_are_closed() {
     assert!(closed < Duration::from_millis(3000), "{closed:?}");
 
     // Requests every 0.5 s on one connection outlive the idle timeout.
-    let tls = client.connect().await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _connection) = client.http2().await;
     let body = Bytes::from(review_fixture("create-replicaset-pod.json"));
     for _ in 0..6 {
         let request = client
@@ -386,14 +365,7 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     // Three well-behaved HTTP/2 connections, kept open (hyper's client answers pings).
     let mut held = Vec::new();
     for _ in 0..3 {
-        let tls = client.connect().await.unwrap();
-        let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(tls),
-        )
-        .await
-        .unwrap();
-        held.push((sender, tokio::spawn(connection)));
+        held.push(client.http2::<Full<Bytes>>().await);
     }
     let body = review_fixture("create-replicaset-pod.json");
     let refused = tokio::time::timeout(Duration::from_secs(2), client.post(&body))
