@@ -389,12 +389,15 @@ pub async fn run(
         .map(|(_, message)| *message);
     if let Some(message) = refused {
         for said in [
-            format!("psql: error: {message}"),
             format!("failed to parse as URL ({message}"),
             format!("psycopg: error: {message}"),
         ] {
             workload::wait_for_log(node, &namespace, &name, "app", &said).await?;
         }
+        // psql's "error: …" too, so twice with psycopg's. Not "psql: error: …": psql writes its
+        // name apart, and the ways run at once, so another way's line can land in between.
+        let said = format!("error: {message}");
+        workload::wait_for_log_times(node, &namespace, &name, "app", &said, 2).await?;
     }
     let connecting: Vec<&Way> = app_ways
         .iter()

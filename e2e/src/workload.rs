@@ -229,15 +229,27 @@ pub async fn wait_for_log(
     container: &str,
     text: &str,
 ) -> Result<()> {
+    wait_for_log_times(node, namespace, pod, container, text, 1).await
+}
+
+/// Waits until the container has logged `text` at least `times` times.
+pub async fn wait_for_log_times(
+    node: &Node,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    text: &str,
+    times: usize,
+) -> Result<()> {
     let started = Instant::now();
     loop {
         let log = node.container_log(namespace, pod, container);
-        if log.contains(text) {
+        if log.matches(text).count() >= times {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(30) {
             return Err(Error::new(format!(
-                "container {container} never logged {text:?}:\n{log}"
+                "container {container} never logged {text:?} {times} times:\n{log}"
             )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
