@@ -168,21 +168,9 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     create_pods(&client, "lat-none", &bind_annotation, 5).await?;
     create_pods(&client, "lat-noop", &noop_annotation, 5).await?;
     create_pods(&client, "lat-bind", &bind_annotation, 5).await?;
-    let none = create_pods(
-        &client,
-        "lat-none",
-        &[("dbbind.io/secret", "orders-db-conn")],
-        pods,
-    )
-    .await?;
-    let noop = create_pods(&client, "lat-noop", &[("dbbind.io/inject", "false")], pods).await?;
-    let bound = create_pods(
-        &client,
-        "lat-bind",
-        &[("dbbind.io/secret", "orders-db-conn")],
-        pods,
-    )
-    .await?;
+    let none = create_pods(&client, "lat-none", &bind_annotation, pods).await?;
+    let noop = create_pods(&client, "lat-noop", &noop_annotation, pods).await?;
+    let bound = create_pods(&client, "lat-bind", &bind_annotation, pods).await?;
     let after_all = dbbind.rss_kib()?;
     out.push(String::new());
     out.push("### Pod creates through the API server".to_owned());
