@@ -25,7 +25,7 @@ use crate::server::{
 use crate::tasks::Tasks;
 use crate::tls::files::FileReloader;
 use crate::tls::generate::SubjectNames;
-use crate::tls::self_managed::{Location, Manager, Policy};
+use crate::tls::self_managed::{CA_SETTLE, Location, Manager, Policy};
 use crate::tls::{self, CertStore, OnLoaded};
 
 #[derive(Debug, Args)]
@@ -419,6 +419,7 @@ fn start_certificates(
         },
         store: certs,
         on_loaded: Some(on_loaded),
+        ca_settle: CA_SETTLE,
     };
     tasks.spawn(
         "self-managed certificates",

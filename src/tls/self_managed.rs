@@ -68,15 +68,21 @@ pub enum Plan {
 
 /// Decides whether the material needs renewing. A certificate is renewed once two thirds of its
 /// lifetime have passed; the serving certificate also when its names or its CA changed.
+///
+/// `trusted` is the bundle the webhook configuration carries now; it matters only when there is
+/// no material (a first install, or a Secret deleted or emptied): its CAs that are still valid
+/// stay in the new bundle, so the certificates other replicas still serve until their next pass
+/// stay trusted instead of failing every admission they answer.
 pub fn plan(
     existing: Option<&Material>,
+    trusted: &str,
     policy: &Policy,
     now: OffsetDateTime,
 ) -> Result<Plan, TlsError> {
     let Some(existing) = existing else {
         let ca = new_ca(&ca_name(now), policy.ca_validity, now)?;
         let serving = issue_serving(&ca, &policy.names, policy.serving_validity, now)?;
-        let bundle = ca.cert_pem.clone();
+        let bundle = bundle_of(&ca.cert_pem, trusted, now);
         return Ok(Plan::Renew {
             material: Material {
                 ca,
@@ -162,8 +168,11 @@ fn bundle_of(current_ca_pem: &str, old_bundle: &str, now: OffsetDateTime) -> Str
     bundle
 }
 
+/// PEM with LF line endings, like rcgen's: the pem crate defaults to CRLF, and a bundle should
+/// not mix the two.
 fn to_pem(der: &[u8]) -> String {
-    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+    let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new("CERTIFICATE", der.to_vec()), lf)
         .trim_end()
         .to_owned()
 }
@@ -387,6 +396,26 @@ pub struct Manager {
     pub store: Arc<CertStore>,
     /// Told the notAfter after each pass (the expiry metric).
     pub on_loaded: Option<OnLoaded>,
+    /// How long a writer waits between adding a new CA to a caBundle that trusted another one
+    /// and storing certificates signed by it ([`CA_SETTLE`] in `dbbind serve`).
+    pub ca_settle: Duration,
+}
+
+/// The wait after a caBundle gains a CA (a rotation, or a deleted Secret regenerated): the API
+/// server's view of webhook configurations lags writes by well under a second.
+pub const CA_SETTLE: Duration = Duration::from_secs(2);
+
+/// Whether `ca_pem` is new to a bundle that already trusted some CA: the case in which serving a
+/// certificate signed by it too early would fail admissions. A first install trusts nothing yet
+/// and serves nothing either, so it does not wait.
+fn adds_a_ca(trusted: &str, ca_pem: &str) -> bool {
+    let trusted: Vec<_> = CertificateDer::pem_slice_iter(trusted.as_bytes())
+        .flatten()
+        .collect();
+    let Some(Ok(ca)) = CertificateDer::pem_slice_iter(ca_pem.as_bytes()).next() else {
+        return false;
+    };
+    !trusted.is_empty() && !trusted.contains(&ca)
 }
 
 impl Manager {
@@ -405,7 +434,16 @@ impl Manager {
                 },
                 None => None,
             };
-            let material = match plan(existing.as_ref(), &self.policy, OffsetDateTime::now_utc())? {
+            let trusted = match &existing {
+                Some(material) => material.bundle.clone(),
+                None => self.trusted_bundle().await?,
+            };
+            let material = match plan(
+                existing.as_ref(),
+                &trusted,
+                &self.policy,
+                OffsetDateTime::now_utc(),
+            )? {
                 Plan::Keep => existing.ok_or(SelfManagedError::MissingKey(
                     self.location.secret_name.clone(),
                     TLS_CERT_KEY,
@@ -413,6 +451,13 @@ impl Manager {
                 Plan::Renew { material, reason } => {
                     tracing::info!(%reason, secret = %self.location.secret_name, "renewing certificates");
                     self.sync_ca_bundle(&material.bundle).await?;
+                    if adds_a_ca(&trusted, &material.ca.cert_pem) {
+                        // The API server reads webhook configurations through a cache of its
+                        // own: give it time to see the new CA before any replica serves a
+                        // certificate signed by it.
+                        tracing::info!(wait = ?self.ca_settle, "caBundle carries a new CA; waiting before storing certificates it signed");
+                        tokio::time::sleep(self.ca_settle).await;
+                    }
                     let secret = secret_of(&self.location, &material, found.as_ref());
                     let written = match &found {
                         Some(_) => {
@@ -458,6 +503,19 @@ impl Manager {
             self.sync_ca_bundle(&material.bundle).await?;
             return Ok(not_after);
         }
+    }
+
+    /// The Pod webhook's caBundle as it is now (empty when unset or not installed).
+    async fn trusted_bundle(&self) -> Result<String, SelfManagedError> {
+        let config = self
+            .webhooks
+            .get_opt(&self.location.webhook_config_name)
+            .await?;
+        Ok(config
+            .and_then(|config| config.webhooks?.into_iter().next())
+            .and_then(|webhook| webhook.client_config.ca_bundle)
+            .map(|bundle| String::from_utf8_lossy(&bundle.0).into_owned())
+            .unwrap_or_default())
     }
 
     /// Sets the caBundle of every webhook in dbbind's configurations (the Pod webhook's, and the

@@ -51,6 +51,7 @@ fn manager(client: kube::Client, policy: Policy) -> (Manager, Arc<CertStore>) {
         policy,
         store: Arc::clone(&store),
         on_loaded: None,
+        ca_settle: Duration::ZERO,
     };
     (manager, store)
 }
@@ -114,6 +115,9 @@ async fn install_adopt_and_lose_a_race() {
     let a_run = tokio::spawn(async move { a.reconcile().await });
     let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
     send.send_response(json_response(404, &status(404, "NotFound")));
+    // What the webhook trusts now is read, to be kept (nothing, on a first install).
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &webhook_config(None)));
     // The webhook trusts the new CA before any certificate from it is stored...
     let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
     send.send_response(json_response(200, &webhook_config(None)));
@@ -179,7 +183,13 @@ async fn install_adopt_and_lose_a_race() {
     };
     let Plan::Renew {
         material: winner, ..
-    } = plan(Some(&existing), &policy(false), OffsetDateTime::now_utc()).unwrap()
+    } = plan(
+        Some(&existing),
+        "",
+        &policy(false),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap()
     else {
         panic!("different names renew");
     };
@@ -270,6 +280,8 @@ async fn both_webhook_configurations_trust_the_ca_before_it_is_used() {
     send.send_response(json_response(404, &status(404, "NotFound")));
     let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
     send.send_response(json_response(200, &webhook_config(None)));
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &webhook_config(None)));
     let (mutating, send) = expect(&mut handle, Method::PUT, WEBHOOK_PATH).await;
     send.send_response(json_response(200, &with_version(mutating.clone(), "8")));
     let (_, send) = expect(&mut handle, Method::GET, VALIDATING_PATH).await;
@@ -306,4 +318,47 @@ async fn both_webhook_configurations_trust_the_ca_before_it_is_used() {
     let (_, send) = expect(&mut handle, Method::GET, VALIDATING_PATH).await;
     send.send_response(json_response(404, &status(404, "NotFound")));
     run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_deleted_secret_is_regenerated_keeping_the_old_ca_trusted() {
+    dbbind::tls::install_crypto_provider();
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let (manager, store) = manager(client, policy(true));
+    let old_ca = dbbind::tls::generate::new_ca(
+        "old",
+        Duration::from_secs(86_400),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let old_bundle = base64(&old_ca.cert_pem);
+    let run = tokio::spawn(async move { manager.reconcile().await });
+
+    let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+    send.send_response(json_response(404, &status(404, "NotFound")));
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &webhook_config(Some(&old_bundle))));
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &webhook_config(Some(&old_bundle))));
+    let (updated, send) = expect(&mut handle, Method::PUT, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &with_version(updated.clone(), "8")));
+    let (created, send) = expect(&mut handle, Method::POST, SECRETS_PATH).await;
+    send.send_response(json_response(201, &with_version(created.clone(), "1")));
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &with_version(updated.clone(), "8")));
+    run.await.unwrap().unwrap();
+
+    let bundle = text(&created, "ca-bundle.crt");
+    let new_ca = text(&created, "ca.crt");
+    assert!(bundle.starts_with(new_ca.trim_end()), "the new CA first");
+    assert!(
+        bundle.contains(old_ca.cert_pem.trim_end()),
+        "the CA other replicas still serve from stays trusted"
+    );
+    assert_eq!(
+        updated["webhooks"][0]["clientConfig"]["caBundle"],
+        base64(&bundle)
+    );
+    assert!(store.current().is_some());
 }
