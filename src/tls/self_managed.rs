@@ -6,10 +6,11 @@
 //! Several replicas run this at once. The Secret is the single source of truth and is written
 //! with optimistic concurrency (create, or replace at the resourceVersion read): a replica that
 //! loses a race re-reads and adopts the winner's certificates. Every replica reconciles the
-//! webhook's `caBundle` to the Secret's bundle, so they converge. A writer updates the
-//! `caBundle` *before* it stores a certificate signed by a new CA, and the bundle keeps the
-//! previous CA while it is valid, so no replica ever serves a certificate the API server does not
-//! trust yet.
+//! webhook's `caBundle` to the Secret's bundle before it serves from it, so they converge. A
+//! writer adds its new CA to the `caBundle` (merging, never dropping another writer's CA) and
+//! waits for the API server to see it *before* it stores a certificate signed by that CA, and
+//! the bundle keeps the previous CA while it is valid, so no replica serves a certificate the
+//! API server does not trust yet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -153,14 +154,21 @@ fn ca_name(now: OffsetDateTime) -> String {
 
 /// The current CA first, then every other CA of the old bundle that is still valid.
 fn bundle_of(current_ca_pem: &str, old_bundle: &str, now: OffsetDateTime) -> String {
-    let current = CertificateDer::pem_slice_iter(current_ca_pem.as_bytes())
+    merged(current_ca_pem, old_bundle, now)
+}
+
+/// `bundle` as it is, followed by each CA of `more` that it lacks and that is still valid at
+/// `now`.
+fn merged(bundle: &str, more: &str, now: OffsetDateTime) -> String {
+    let mut known: Vec<_> = CertificateDer::pem_slice_iter(bundle.as_bytes())
         .flatten()
-        .next();
-    let mut pems = vec![current_ca_pem.trim_end().to_owned()];
-    for der in CertificateDer::pem_slice_iter(old_bundle.as_bytes()).flatten() {
+        .collect();
+    let mut pems = vec![bundle.trim_end().to_owned()];
+    for der in CertificateDer::pem_slice_iter(more.as_bytes()).flatten() {
         let still_valid = super::not_after(&der).is_ok_and(|t| t > now.unix_timestamp());
-        if Some(&der) != current.as_ref() && still_valid {
+        if still_valid && !known.contains(&der) {
             pems.push(to_pem(&der));
+            known.push(der);
         }
     }
     let mut bundle = pems.join("\n");
@@ -351,37 +359,77 @@ impl WebhookConfiguration for ValidatingWebhookConfiguration {
     }
 }
 
-/// Sets every webhook's caBundle in the configuration `name` to `bundle`. A missing
-/// configuration is not an error (it may not be installed yet); a conflict is retried on the
-/// next pass.
+/// What a pass makes the webhooks' caBundles trust.
+#[derive(Clone, Copy, Debug)]
+enum Trust<'a> {
+    /// Exactly the stored bundle: a pass that has the Secret (so an operator who removes a CA
+    /// from `ca-bundle.crt` removes it from the webhooks too).
+    Exactly(&'a str),
+    /// The renewed bundle plus every still-valid CA a caBundle holds already: a writer, before
+    /// it stores the Secret. Another replica may be renewing at the same moment, and until one
+    /// of them has won the Secret neither's CA may be dropped, or the winner would serve a
+    /// certificate the loser's write had just made untrusted.
+    AtLeast(&'a str, OffsetDateTime),
+}
+
+impl Trust<'_> {
+    fn bundle_for(self, current: &str) -> String {
+        match self {
+            Trust::Exactly(bundle) => bundle.to_owned(),
+            Trust::AtLeast(bundle, now) => merged(bundle, current, now),
+        }
+    }
+}
+
+/// Write conflicts on a webhook configuration retried at once before a pass gives up.
+const SYNC_ATTEMPTS: u32 = 3;
+
+/// Brings every webhook's caBundle in the configuration `name` to what `trust` asks, re-reading
+/// and retrying a write conflict at once. Returns the first webhook's caBundle as it was before
+/// (empty when unset). A missing configuration is not an error (it may not be installed yet).
 async fn sync_ca_bundle<K: WebhookConfiguration>(
     api: &Api<K>,
     name: &str,
-    bundle: &str,
-) -> Result<(), SelfManagedError> {
+    trust: Trust<'_>,
+) -> Result<String, SelfManagedError> {
     let kind = K::kind(&());
-    let Some(mut config) = api.get_opt(name).await? else {
-        tracing::warn!(webhook_configuration = %name, %kind, "webhook configuration not found; caBundle not set");
-        return Ok(());
-    };
-    let wanted = ByteString(bundle.as_bytes().to_vec());
-    let mut changed = false;
-    for client_config in config.client_configs() {
-        if client_config.ca_bundle.as_ref() != Some(&wanted) {
-            client_config.ca_bundle = Some(wanted.clone());
-            changed = true;
+    let mut attempt = 1;
+    loop {
+        let Some(mut config) = api.get_opt(name).await? else {
+            tracing::warn!(webhook_configuration = %name, %kind, "webhook configuration not found; caBundle not set");
+            return Ok(String::new());
+        };
+        let mut before = None;
+        let mut changed = false;
+        for client_config in config.client_configs() {
+            let current = client_config
+                .ca_bundle
+                .as_ref()
+                .map(|bundle| String::from_utf8_lossy(&bundle.0).into_owned())
+                .unwrap_or_default();
+            let wanted = trust.bundle_for(&current);
+            if wanted != current {
+                client_config.ca_bundle = Some(ByteString(wanted.into_bytes()));
+                changed = true;
+            }
+            before.get_or_insert(current);
         }
-    }
-    if changed {
+        let before = before.unwrap_or_default();
+        if !changed {
+            return Ok(before);
+        }
         match api.replace(name, &PostParams::default(), &config).await {
-            Ok(_) => tracing::info!(webhook_configuration = %name, %kind, "caBundle updated"),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                tracing::info!(webhook_configuration = %name, %kind, "caBundle update conflicted; retrying on the next pass");
+            Ok(_) => {
+                tracing::info!(webhook_configuration = %name, %kind, "caBundle updated");
+                return Ok(before);
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 && attempt < SYNC_ATTEMPTS => {
+                tracing::info!(webhook_configuration = %name, %kind, "caBundle update conflicted; re-reading");
+                attempt += 1;
             }
             Err(error) => return Err(error.into()),
         }
     }
-    Ok(())
 }
 
 /// Keeps certificates current against the API server.
@@ -450,14 +498,12 @@ impl Manager {
                 ))?,
                 Plan::Renew { material, reason } => {
                     tracing::info!(%reason, secret = %self.location.secret_name, "renewing certificates");
-                    self.sync_ca_bundle(&material.bundle).await?;
-                    if adds_a_ca(&trusted, &material.ca.cert_pem) {
-                        // The API server reads webhook configurations through a cache of its
-                        // own: give it time to see the new CA before any replica serves a
-                        // certificate signed by it.
-                        tracing::info!(wait = ?self.ca_settle, "caBundle carries a new CA; waiting before storing certificates it signed");
-                        tokio::time::sleep(self.ca_settle).await;
-                    }
+                    let now = OffsetDateTime::now_utc();
+                    let before = self
+                        .sync_ca_bundle(Trust::AtLeast(&material.bundle, now))
+                        .await?;
+                    self.settle_if_new(&before, &material.ca.cert_pem, "storing")
+                        .await;
                     let secret = secret_of(&self.location, &material, found.as_ref());
                     let written = match &found {
                         Some(_) => {
@@ -488,6 +534,14 @@ impl Manager {
                 material.serving.cert_pem.as_bytes(),
                 material.serving.key_pem.as_bytes(),
             )?;
+            // The webhooks trust the Secret's bundle before this replica serves from it: a
+            // pass of another replica that read the Secret just before it was renewed may have
+            // set the caBundle back to the previous bundle.
+            let before = self
+                .sync_ca_bundle(Trust::Exactly(&material.bundle))
+                .await?;
+            self.settle_if_new(&before, &material.ca.cert_pem, "serving")
+                .await;
             let not_after = serving.not_after;
             let changed = self
                 .store
@@ -500,7 +554,6 @@ impl Manager {
                     "serving certificate loaded from the certificate Secret"
                 );
             }
-            self.sync_ca_bundle(&material.bundle).await?;
             return Ok(not_after);
         }
     }
@@ -518,14 +571,26 @@ impl Manager {
             .unwrap_or_default())
     }
 
-    /// Sets the caBundle of every webhook in dbbind's configurations (the Pod webhook's, and the
-    /// workload check's when there is one) to `bundle`.
-    async fn sync_ca_bundle(&self, bundle: &str) -> Result<(), SelfManagedError> {
-        sync_ca_bundle(&self.webhooks, &self.location.webhook_config_name, bundle).await?;
+    /// Brings the caBundle of every webhook in dbbind's configurations (the Pod webhook's, and
+    /// the workload check's when there is one) to what `trust` asks. Returns the Pod webhook's
+    /// caBundle as it was: that webhook is the one whose failures block pods.
+    async fn sync_ca_bundle(&self, trust: Trust<'_>) -> Result<String, SelfManagedError> {
+        let before =
+            sync_ca_bundle(&self.webhooks, &self.location.webhook_config_name, trust).await?;
         if let Some(name) = &self.location.validating_webhook_config_name {
-            sync_ca_bundle(&self.validating_webhooks, name, bundle).await?;
+            sync_ca_bundle(&self.validating_webhooks, name, trust).await?;
         }
-        Ok(())
+        Ok(before)
+    }
+
+    /// Waits [`Manager::ca_settle`] when the caBundle just gained `ca_pem`: the API server reads
+    /// webhook configurations through a cache of its own, and must see the new CA before any
+    /// replica serves a certificate signed by it.
+    async fn settle_if_new(&self, before: &str, ca_pem: &str, next: &str) {
+        if adds_a_ca(before, ca_pem) {
+            tracing::info!(wait = ?self.ca_settle, "caBundle gained a CA; waiting before {next} certificates it signed");
+            tokio::time::sleep(self.ca_settle).await;
+        }
     }
 }
 

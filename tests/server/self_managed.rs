@@ -362,3 +362,79 @@ async fn a_deleted_secret_is_regenerated_keeping_the_old_ca_trusted() {
     );
     assert!(store.current().is_some());
 }
+
+/// The CAs in a caBundle, as DER.
+fn cas_of(bundle_base64: &Value) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(bundle_base64.as_str().unwrap())
+        .unwrap();
+    CertificateDer::pem_slice_iter(&pem)
+        .map(|der| der.unwrap().to_vec())
+        .collect()
+}
+
+#[tokio::test]
+async fn racing_writers_merge_their_cas_and_a_conflict_is_retried_at_once() {
+    dbbind::tls::install_crypto_provider();
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let (manager, store) = manager(client, policy(true));
+    let now = OffsetDateTime::now_utc();
+    let day = Duration::from_secs(86_400);
+    let old_ca = dbbind::tls::generate::new_ca("old", day, now).unwrap();
+    // Replica B, regenerating at the same moment, has already added its own CA.
+    let b_ca = dbbind::tls::generate::new_ca("b", day, now).unwrap();
+    let old_bundle = base64(&old_ca.cert_pem);
+    let with_b = base64(&format!("{}{}", b_ca.cert_pem, old_ca.cert_pem));
+    let run = tokio::spawn(async move { manager.reconcile().await });
+
+    let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+    send.send_response(json_response(404, &status(404, "NotFound")));
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &webhook_config(Some(&old_bundle))));
+    // A's write merges into what B wrote: B's CA stays until one of them wins the Secret.
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &webhook_config(Some(&with_b))));
+    let (first_try, send) = expect(&mut handle, Method::PUT, WEBHOOK_PATH).await;
+    let cas = cas_of(&first_try["webhooks"][0]["clientConfig"]["caBundle"]);
+    assert_eq!(cas.len(), 3, "A's new CA, B's and the old one");
+    assert!(cas.contains(&pem_to_der(b_ca.cert_pem.as_bytes())));
+    assert!(cas.contains(&pem_to_der(old_ca.cert_pem.as_bytes())));
+    // B wrote again in between: the conflict is re-read and retried at once, not left for the
+    // next pass (the Secret must not be stored before the webhook trusts its CA).
+    send.send_response(json_response(409, &status(409, "Conflict")));
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(
+        200,
+        &with_version(webhook_config(Some(&with_b)), "9"),
+    ));
+    let (second_try, send) = expect(&mut handle, Method::PUT, WEBHOOK_PATH).await;
+    assert_eq!(second_try["metadata"]["resourceVersion"], "9");
+    assert_eq!(
+        cas_of(&second_try["webhooks"][0]["clientConfig"]["caBundle"]),
+        cas
+    );
+    send.send_response(json_response(200, &with_version(second_try.clone(), "10")));
+    let (created, send) = expect(&mut handle, Method::POST, SECRETS_PATH).await;
+    send.send_response(json_response(201, &with_version(created.clone(), "1")));
+    // A won: before serving it sets the caBundle to the Secret's, which drops B's CA (nobody
+    // serves from it: B adopts A's Secret).
+    let (_, send) = expect(&mut handle, Method::GET, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &with_version(second_try, "10")));
+    let (settled, send) = expect(&mut handle, Method::PUT, WEBHOOK_PATH).await;
+    send.send_response(json_response(200, &with_version(settled.clone(), "11")));
+    run.await.unwrap().unwrap();
+
+    let bundle = text(&created, "ca-bundle.crt");
+    assert_eq!(
+        settled["webhooks"][0]["clientConfig"]["caBundle"],
+        base64(&bundle)
+    );
+    let settled_cas = cas_of(&settled["webhooks"][0]["clientConfig"]["caBundle"]);
+    assert_eq!(settled_cas.len(), 2, "A's CA and the old one");
+    assert!(!settled_cas.contains(&pem_to_der(b_ca.cert_pem.as_bytes())));
+    assert!(store.current().is_some());
+}
