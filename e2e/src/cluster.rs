@@ -30,7 +30,9 @@ pub struct ControlPlane {
     // Dropped in reverse order of start: the controller manager first, etcd last.
     controller_manager: Daemon,
     apiserver: Daemon,
-    _etcd: Daemon,
+    /// The API server's arguments, for a restart on the same port.
+    apiserver_args: Vec<String>,
+    etcd: Daemon,
 }
 
 impl ControlPlane {
@@ -89,8 +91,7 @@ impl ControlPlane {
 
         let port = free_port()?;
         let server = format!("https://127.0.0.1:{port}");
-        let mut apiserver = Command::new(bin.join("kube-apiserver"));
-        apiserver.args([
+        let apiserver_args = vec![
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
             "--bind-address=127.0.0.1".to_owned(),
             "--advertise-address=127.0.0.1".to_owned(),
@@ -109,7 +110,9 @@ impl ControlPlane {
             ),
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--v=1".to_owned(),
-        ]);
+        ];
+        let mut apiserver = Command::new(bin.join("kube-apiserver"));
+        apiserver.args(&apiserver_args);
         let apiserver = Daemon::start("kube-apiserver", apiserver, dir.path())?;
 
         let kubeconfig = path("admin.kubeconfig");
@@ -125,7 +128,8 @@ impl ControlPlane {
                 dir.path(),
             )?,
             apiserver,
-            _etcd: etcd,
+            apiserver_args,
+            etcd,
             dir,
         };
         plane.wait_ready()?;
@@ -166,6 +170,35 @@ impl ControlPlane {
             |plane| plane.kubectl_ok(&["get", "serviceaccount", "default", "-n", "default"]),
         )?;
         Ok(plane)
+    }
+
+    /// Kills the API server (SIGKILL, as a crash would) and waits for it to exit.
+    pub fn kill_apiserver(&mut self) {
+        self.apiserver.stop();
+    }
+
+    /// Starts the API server again, with the same arguments and port, and waits until it is
+    /// ready. Its log goes to `kube-apiserver-<generation>.log`.
+    pub fn start_apiserver_again(&mut self, generation: u32) -> Result<()> {
+        let mut apiserver = Command::new(self.bin.join("kube-apiserver"));
+        apiserver.args(&self.apiserver_args);
+        self.apiserver = Daemon::start(
+            &format!("kube-apiserver-{generation}"),
+            apiserver,
+            self.dir.path(),
+        )?;
+        self.wait_ready()
+    }
+
+    /// Pauses etcd (SIGSTOP): the API server stays up, and every read or write it sends to etcd
+    /// hangs.
+    pub fn pause_etcd(&self) -> Result<()> {
+        self.etcd.signal("STOP")
+    }
+
+    /// Resumes a paused etcd (SIGCONT).
+    pub fn resume_etcd(&self) -> Result<()> {
+        self.etcd.signal("CONT")
     }
 
     fn wait_ready(&mut self) -> Result<()> {

@@ -3,6 +3,9 @@
 //! 127.0.0.0/8; a forwarder listens there on the port the Secret names (5432, CockroachDB's
 //! 26257) and passes bytes, TLS included, to the PostgreSQL server of the suite on its free
 //! port. So the Secrets stay as written in `examples/`, and nothing leaves loopback.
+//!
+//! With several targets a forwarder stands for a Service in front of dbbind's replicas: each
+//! connection goes to the next target in turn.
 
 use std::io::ErrorKind;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -20,16 +23,26 @@ pub struct Forwarder {
 impl Forwarder {
     /// Listens on `listen` and forwards every connection to `target`.
     pub fn start(listen: SocketAddr, target: SocketAddr) -> Result<Forwarder> {
+        Forwarder::round_robin(listen, vec![target])
+    }
+
+    /// Listens on `listen` and forwards each connection to the next of `targets`, in turn.
+    pub fn round_robin(listen: SocketAddr, targets: Vec<SocketAddr>) -> Result<Forwarder> {
+        if targets.is_empty() {
+            return Err(Error::new("a forwarder needs a target"));
+        }
         let listener = TcpListener::bind(listen)
             .map_err(|e| Error::new(format!("cannot listen on {listen}: {e}")))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         std::thread::spawn(move || {
+            let mut next = targets.iter().cycle();
             while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let _ = client.set_nonblocking(false);
+                        let target = next.next().copied().unwrap_or(targets[0]);
                         if let Ok(server) = TcpStream::connect(target) {
                             pipe(client, server);
                         }

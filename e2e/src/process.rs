@@ -98,6 +98,22 @@ impl Daemon {
         Ok(())
     }
 
+    /// Sends a signal with `kill` (STOP, CONT, …).
+    pub fn signal(&self, signal: &str) -> Result<(), Error> {
+        let pid = self.pid().ok_or_else(|| Error::new("not running"))?;
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            Ok(())
+        } else {
+            Err(Error::new(format!(
+                "cannot send SIG{signal} to {}",
+                self.name
+            )))
+        }
+    }
+
     /// Sends a signal with `kill`, and waits for the exit status.
     pub fn signal_and_wait(&mut self, signal: &str) -> Result<std::process::ExitStatus, Error> {
         let pid = self.pid().ok_or_else(|| Error::new("not running"))?;

@@ -24,6 +24,30 @@ pub struct Dbbind {
     process: Daemon,
 }
 
+/// `webhook-config/<file>` with every webhook's clientConfig pointed at
+/// `https://127.0.0.1:<port><path>`, trusting `ca_pem` (none: the caBundle is left for
+/// self-managed certificates to fill in).
+pub fn shipped_configuration(
+    file: &str,
+    port: u16,
+    path: &str,
+    ca_pem: Option<&str>,
+) -> Result<String> {
+    let file = repo_root().join("webhook-config").join(file);
+    let text = std::fs::read_to_string(&file)?;
+    let mut config: serde_json::Value = serde_yaml_ng::from_str(&text)
+        .map_err(|e| Error::new(format!("{}: {e}", file.display())))?;
+    for webhook in config["webhooks"].as_array_mut().into_iter().flatten() {
+        let mut client_config =
+            serde_json::json!({"url": format!("https://127.0.0.1:{port}{path}")});
+        if let Some(ca_pem) = ca_pem {
+            client_config["caBundle"] = STANDARD.encode(ca_pem).into();
+        }
+        webhook["clientConfig"] = client_config;
+    }
+    serde_json::to_string(&config).map_err(|e| Error::new(e.to_string()))
+}
+
 /// A process's resident memory (VmRSS), in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -72,6 +96,30 @@ impl Dbbind {
                 String::from_utf8_lossy(&made.stderr)
             )));
         }
+        let mut flags: Vec<String> = flags.iter().map(|flag| flag.to_string()).collect();
+        flags.push(format!(
+            "--tls-cert-file={}",
+            certs.join("tls.crt").display()
+        ));
+        flags.push(format!(
+            "--tls-key-file={}",
+            certs.join("tls.key").display()
+        ));
+        let mut dbbind = Dbbind::spawn(plane, binary, "dbbind", &flags)?;
+        dbbind.ca_pem = std::fs::read_to_string(certs.join("ca.crt"))?;
+        dbbind.wait_ready()?;
+        Ok(dbbind)
+    }
+
+    /// Starts `binary serve` with these flags on free ports, logging to `<name>.log`, without
+    /// waiting for it (several replicas can start at once); [`Dbbind::ca_pem`] is left empty for
+    /// the caller to fill in.
+    pub fn spawn(
+        plane: &ControlPlane,
+        binary: &std::path::Path,
+        name: &str,
+        flags: &[String],
+    ) -> Result<Dbbind> {
         let listen_port = free_port()?;
         let admin_port = free_port()?;
         let mut serve = Command::new(binary);
@@ -80,38 +128,33 @@ impl Dbbind {
             .args(flags)
             .arg(format!("--listen=127.0.0.1:{listen_port}"))
             .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
-            .arg(format!(
-                "--tls-cert-file={}",
-                certs.join("tls.crt").display()
-            ))
-            .arg(format!(
-                "--tls-key-file={}",
-                certs.join("tls.key").display()
-            ))
             .env("KUBECONFIG", &plane.kubeconfig)
             .env_remove("DBBIND_PROFILES_FILE");
-        let process = Daemon::start("dbbind", serve, plane.dir.path())?;
-        let mut dbbind = Dbbind {
+        Ok(Dbbind {
             listen_port,
             admin_port,
-            ca_pem: std::fs::read_to_string(certs.join("ca.crt"))?,
+            ca_pem: String::new(),
             ready_after: Duration::ZERO,
-            process,
-        };
+            process: Daemon::start(name, serve, plane.dir.path())?,
+        })
+    }
+
+    /// Waits up to 30 s for /readyz to answer 200; sets [`Dbbind::ready_after`].
+    pub fn wait_ready(&mut self) -> Result<()> {
         let started = Instant::now();
         loop {
-            dbbind.process.check_running()?;
-            if dbbind
+            self.process.check_running()?;
+            if self
                 .admin_get("/readyz")
                 .is_ok_and(|(status, _)| status == 200)
             {
-                dbbind.ready_after = started.elapsed();
-                return Ok(dbbind);
+                self.ready_after = started.elapsed();
+                return Ok(());
             }
             if started.elapsed() > Duration::from_secs(30) {
                 return Err(Error::new(format!(
                     "dbbind not ready:\n{}",
-                    dbbind.process.log_tail(20)
+                    self.process.log_tail(20)
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -138,17 +181,7 @@ impl Dbbind {
     }
 
     fn shipped_configuration(&self, file: &str, path: &str) -> Result<String> {
-        let file = repo_root().join("webhook-config").join(file);
-        let text = std::fs::read_to_string(&file)?;
-        let mut config: serde_json::Value = serde_yaml_ng::from_str(&text)
-            .map_err(|e| Error::new(format!("{}: {e}", file.display())))?;
-        for webhook in config["webhooks"].as_array_mut().into_iter().flatten() {
-            webhook["clientConfig"] = serde_json::json!({
-                "url": format!("https://127.0.0.1:{}{path}", self.listen_port),
-                "caBundle": STANDARD.encode(&self.ca_pem),
-            });
-        }
-        serde_json::to_string(&config).map_err(|e| Error::new(e.to_string()))
+        shipped_configuration(file, self.listen_port, path, Some(&self.ca_pem))
     }
 
     /// Registers both shipped configurations, switched to this process's URL.
@@ -219,4 +252,76 @@ impl Dbbind {
     pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         self.process.signal_and_wait("TERM")
     }
+}
+
+/// A TLS connection to `127.0.0.1:port` that verifies the server's certificate against the CAs
+/// of `roots_pem` only, for the IP address 127.0.0.1.
+async fn connect_verified(
+    port: u16,
+    roots_pem: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    dbbind::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
+        let cert = cert.map_err(|e| Error::new(format!("CA PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::new(format!("CA: {e}")))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(dbbind::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    Ok(connector.connect(name, stream).await?)
+}
+
+/// Whether the server on `port` presents a certificate that verifies against `roots_pem`.
+pub async fn serves_certificate_of(port: u16, roots_pem: &str) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), connect_verified(port, roots_pem))
+        .await
+        .is_ok_and(|connected| connected.is_ok())
+}
+
+/// POSTs an AdmissionReview to `https://127.0.0.1:<port>/mutate` as the API server would
+/// (HTTP/1.1, the certificate verified against `roots_pem`); returns the status and the body.
+pub async fn post_review(
+    port: u16,
+    roots_pem: &str,
+    review: &serde_json::Value,
+) -> Result<(u16, serde_json::Value)> {
+    use http_body_util::{BodyExt, Full};
+    let exchange = async {
+        let tls = connect_verified(port, roots_pem).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| Error::new(format!("HTTP handshake: {e}")))?;
+        tokio::spawn(connection);
+        let request = hyper::Request::post("/mutate")
+            .header("host", format!("127.0.0.1:{port}"))
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(serde_json::to_vec(review)?)))
+            .map_err(|e| Error::new(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| Error::new(format!("request: {e}")))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Error::new(format!("response body: {e}")))?
+            .to_bytes();
+        Ok::<_, Error>((status, serde_json::from_slice(&body)?))
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| Error::new(format!("no answer from port {port} within 10 s")))?
 }

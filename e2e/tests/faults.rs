@@ -1,0 +1,609 @@
+//! Faults of the real control plane, against dbbind installed as production runs it: two
+//! replicas behind one address (a round-robin TCP forwarder stands for the Service), certificates
+//! self-managed in a Secret, a profiles file, the webhook configurations of `webhook-config/`
+//! registered with no caBundle. No node is needed: the Pods are created through the API server,
+//! which calls the webhook, and are never scheduled.
+//!
+//! The trials run in order on one environment: the replicas racing on first start, a profiles
+//! file replaced by an invalid one, the certificate Secret deleted, the API server killed and
+//! restarted, etcd paused and resumed.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use dbbind_e2e::cluster::ControlPlane;
+use dbbind_e2e::forward::Forwarder;
+use dbbind_e2e::scenarios::{example_secret_object, opted_in_namespace};
+use dbbind_e2e::tools::{self, free_port};
+use dbbind_e2e::webhook::{Dbbind, post_review, serves_certificate_of, shipped_configuration};
+use dbbind_e2e::{Error, Result};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
+use kube::api::PostParams;
+use libtest_mimic::{Arguments, Failed, Trial};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
+
+const NAMESPACE: &str = "faults";
+const GENERIC_SECRET: &str = "orders-db-conn";
+const CERT_SECRET: &str = "dbbind-tls";
+
+/// A profile of the operator's own, and a Secret of its shape.
+const PROFILES: &str = "profiles:
+- name: acme
+  description: ACME's database operator
+  detect:
+  - keys: [server, login, secret]
+  fields:
+    host: {keys: [server]}
+    user: {keys: [login]}
+    password: {keys: [secret]}
+    database: {fromSecretName: '^(.+)-db$'}
+";
+const ACME_SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata: {name: acme-db, namespace: faults}
+stringData: {server: acme.db.internal, login: acme_app, secret: acme-password}
+";
+
+struct Faults {
+    plane: ControlPlane,
+    replicas: Vec<Dbbind>,
+    profiles_file: PathBuf,
+    _front: Forwarder,
+}
+
+impl Faults {
+    fn start() -> Result<Faults> {
+        let plane = ControlPlane::start()?;
+        apply(
+            &plane,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: dbbind}\n",
+        )?;
+        opted_in_namespace(&plane, NAMESPACE)?;
+        let mut generic = example_secret_object("external-generic")?;
+        generic["metadata"]["namespace"] = json!(NAMESPACE);
+        apply(&plane, &generic.to_string())?;
+        apply(&plane, ACME_SECRET)?;
+        let profiles_file = plane.dir.path().join("profiles.yaml");
+        std::fs::write(&profiles_file, PROFILES)?;
+
+        // Registered as the chart does in self-managed mode: no caBundle until a replica sets it.
+        let front = free_port()?;
+        for (file, path) in [
+            ("mutatingwebhookconfiguration.yaml", "/mutate"),
+            ("validatingwebhookconfiguration.yaml", "/validate"),
+        ] {
+            apply(&plane, &shipped_configuration(file, front, path, None)?)?;
+        }
+
+        // Both replicas start at once and race to create the certificate Secret.
+        let flags: Vec<String> = [
+            "--namespace=dbbind",
+            "--namespace-selector=dbbind.io/inject=enabled",
+            "--extra-ip-addresses=127.0.0.1",
+            "--cert-check-interval=1s",
+            "--profiles-reload-interval=1s",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("--profiles-file={}", profiles_file.display())])
+        .collect();
+        let binary = tools::dbbind()?;
+        let mut replicas = Vec::new();
+        for name in ["dbbind-a", "dbbind-b"] {
+            replicas.push(Dbbind::spawn(&plane, &binary, name, &flags)?);
+        }
+        let targets = replicas
+            .iter()
+            .map(|replica| SocketAddr::from((Ipv4Addr::LOCALHOST, replica.listen_port)))
+            .collect();
+        let front =
+            Forwarder::round_robin(SocketAddr::from((Ipv4Addr::LOCALHOST, front)), targets)?;
+        for replica in &mut replicas {
+            replica.wait_ready()?;
+        }
+        // Pods need the namespace's default ServiceAccount, which the controller manager makes.
+        wait_until(
+            "the default ServiceAccount in faults",
+            Duration::from_secs(60),
+            || Ok(plane.kubectl_ok(&["get", "serviceaccount", "default", "-n", NAMESPACE])),
+        )?;
+        Ok(Faults {
+            plane,
+            replicas,
+            profiles_file,
+            _front: front,
+        })
+    }
+
+    fn logs(&self) -> String {
+        self.replicas.iter().map(Dbbind::log).collect()
+    }
+}
+
+fn apply(plane: &ControlPlane, manifest: &str) -> Result<()> {
+    let applied = plane.kubectl_run(&["apply", "-f", "-"], Some(manifest))?;
+    if applied.success {
+        Ok(())
+    } else {
+        Err(Error::new(format!("kubectl apply: {}", applied.stderr)))
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, done: impl Fn() -> Result<bool>) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if done()? {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            return Err(Error::new(format!("{what}: not within {timeout:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The certificate Secret's keys, decoded.
+async fn cert_secret(client: &kube::Client) -> Result<Option<BTreeMap<String, String>>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "dbbind");
+    Ok(secrets.get_opt(CERT_SECRET).await?.map(|secret| {
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, String::from_utf8_lossy(&value.0).into_owned()))
+            .collect()
+    }))
+}
+
+/// The caBundle of every webhook of both configurations.
+async fn ca_bundles(client: &kube::Client) -> Result<Vec<String>> {
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let decode = |bundle: Option<k8s_openapi::ByteString>| {
+        String::from_utf8_lossy(&bundle.map(|b| b.0).unwrap_or_default()).into_owned()
+    };
+    let mut bundles: Vec<String> = (mutating.get("dbbind").await?.webhooks)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|webhook| decode(webhook.client_config.ca_bundle))
+        .collect();
+    bundles.extend(
+        (validating.get("dbbind-workloads").await?.webhooks)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|webhook| decode(webhook.client_config.ca_bundle)),
+    );
+    Ok(bundles)
+}
+
+fn certificates(pem: &str) -> Vec<Vec<u8>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .flatten()
+        .map(|der| der.to_vec())
+        .collect()
+}
+
+/// A bare Pod in the opted-in namespace bound to `secret`, created through the API server.
+async fn create_pod(
+    client: &kube::Client,
+    annotations: &[(&str, &str)],
+) -> std::result::Result<Pod, kube::Error> {
+    let annotations: serde_json::Map<String, Value> = annotations
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), json!(value)))
+        .collect();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "fault-", "annotations": annotations},
+        "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]},
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &pod)
+        .await
+}
+
+/// Where the Pod's `POSTGRES_HOST` comes from: the Secret and key it references.
+fn host_reference(pod: &Pod) -> Option<(String, String)> {
+    let container = pod.spec.as_ref()?.containers.first()?;
+    let env = container.env.as_ref()?;
+    let host = env.iter().find(|var| var.name == "POSTGRES_HOST")?;
+    let key = host.value_from.as_ref()?.secret_key_ref.as_ref()?;
+    Some((key.name.clone(), key.key.clone()))
+}
+
+async fn expect_bound(client: &kube::Client, secret: &str, host_key: &str) -> Result<()> {
+    let pod = create_pod(client, &[("dbbind.io/secret", secret)]).await?;
+    let found = host_reference(&pod);
+    if found != Some((secret.to_owned(), host_key.to_owned())) {
+        return Err(Error::new(format!(
+            "a Pod bound to {secret}: POSTGRES_HOST from {found:?}, expected key {host_key}"
+        )));
+    }
+    Ok(())
+}
+
+/// An AdmissionReview of a Pod CREATE in the opted-in namespace bound to `secret`, as the API
+/// server sends it (a captured one, `tests/fixtures/admission/`).
+fn review(secret: &str, uid: &str) -> Result<Value> {
+    let path = tools::repo_root().join("tests/fixtures/admission/create-replicaset-pod.json");
+    let mut review: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    review["request"]["uid"] = json!(uid);
+    review["request"]["namespace"] = json!(NAMESPACE);
+    review["request"]["object"]["metadata"]["namespace"] = json!(NAMESPACE);
+    review["request"]["object"]["metadata"]["annotations"] = json!({"dbbind.io/secret": secret});
+    Ok(review)
+}
+
+/// Sends a review straight to every replica, verifying its certificate against `roots_pem`:
+/// each must allow it with a patch that binds `POSTGRES_HOST`.
+async fn every_replica_binds(faults: &Faults, roots_pem: &str, uid: &str) -> Result<()> {
+    for replica in &faults.replicas {
+        let (status, answer) = post_review(
+            replica.listen_port,
+            roots_pem,
+            &review(GENERIC_SECRET, uid)?,
+        )
+        .await?;
+        let response = &answer["response"];
+        let patch = STANDARD
+            .decode(response["patch"].as_str().unwrap_or_default())
+            .map_err(|e| Error::new(format!("patch: {e}")))?;
+        if status != 200
+            || response["allowed"] != true
+            || !String::from_utf8_lossy(&patch).contains("POSTGRES_HOST")
+        {
+            return Err(Error::new(format!(
+                "replica on port {} answered {status}: {answer}",
+                replica.listen_port
+            )));
+        }
+        let (ready, body) = replica.admin_get("/readyz")?;
+        if ready != 200 {
+            return Err(Error::new(format!(
+                "replica on port {} not ready: {body}",
+                replica.listen_port
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A Secret created after a fault must become bindable: the replicas' Secret caches recovered.
+/// Returns how long that took.
+async fn new_secret_becomes_bindable(faults: &Faults, name: &str) -> Result<Duration> {
+    let client = faults.plane.client().await?;
+    apply(
+        &faults.plane,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\nstringData: {{host: {name}.db.internal, port: '5432', database: app, username: app, password: fault-password}}\n"
+        ),
+    )?;
+    let started = Instant::now();
+    let mut last = String::new();
+    // Every replica's cache must have it: pods go through the forwarder in turn, so ask each
+    // replica directly too.
+    while started.elapsed() < Duration::from_secs(90) {
+        let through_api = create_pod(&client, &[("dbbind.io/secret", name)]).await;
+        let direct = async {
+            let bundle = cert_secret(&client).await?.unwrap_or_default();
+            let roots = bundle.get("ca-bundle.crt").cloned().unwrap_or_default();
+            let mut all = true;
+            for replica in &faults.replicas {
+                let (_, answer) =
+                    post_review(replica.listen_port, &roots, &review(name, "recovery")?).await?;
+                all &= answer["response"]["allowed"] == true;
+            }
+            Ok::<_, Error>(all)
+        };
+        match (through_api, direct.await) {
+            (Ok(pod), Ok(true)) if host_reference(&pod).is_some() => return Ok(started.elapsed()),
+            (pod, direct) => last = format!("{:?} / {:?}", pod.map(|_| ()), direct),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(Error::new(format!(
+        "a Secret created after the fault was not bindable within 90 s; last: {last}\n{}",
+        faults.logs()
+    )))
+}
+
+/// Creates Pods through the API server every 100 ms until stopped: the user's view of an
+/// outage. Returns how many were created and every failure.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(u32, Vec<String>)>,
+}
+
+impl Prober {
+    fn start(client: kube::Client) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let (mut created, mut failures) = (0, Vec::new());
+            while !stopped.load(Ordering::Relaxed) {
+                match create_pod(&client, &[("dbbind.io/secret", GENERIC_SECRET)]).await {
+                    Ok(pod) if host_reference(&pod).is_some() => created += 1,
+                    Ok(_) => failures.push("a Pod was admitted unbound".to_owned()),
+                    Err(error) => failures.push(error.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (created, failures)
+        });
+        Prober { stop, task }
+    }
+
+    async fn finish(self) -> Result<(u32, Vec<String>)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task
+            .await
+            .map_err(|e| Error::new(format!("prober: {e}")))
+    }
+}
+
+async fn replicas_race_on_first_start(faults: &mut Faults) -> Result<()> {
+    let client = faults.plane.client().await?;
+    let secret = cert_secret(&client)
+        .await?
+        .ok_or_else(|| Error::new("no certificate Secret after both replicas started"))?;
+    let ca = &secret["ca.crt"];
+    if certificates(&secret["ca-bundle.crt"]).len() != 1 {
+        return Err(Error::new("a first install's bundle holds one CA"));
+    }
+    for replica in &faults.replicas {
+        if !serves_certificate_of(replica.listen_port, ca).await {
+            return Err(Error::new(format!(
+                "replica on port {} does not serve a certificate of the stored CA",
+                replica.listen_port
+            )));
+        }
+    }
+    let bundles = ca_bundles(&client).await?;
+    if bundles.len() < 2 || bundles.iter().any(|b| b != &secret["ca-bundle.crt"]) {
+        return Err(Error::new(format!(
+            "both configurations should trust exactly the stored bundle; {} webhooks, {} equal",
+            bundles.len(),
+            bundles
+                .iter()
+                .filter(|b| *b == &secret["ca-bundle.crt"])
+                .count()
+        )));
+    }
+    expect_bound(&client, GENERIC_SECRET, "host").await?;
+    every_replica_binds(faults, ca, "race").await
+}
+
+async fn invalid_profiles_file_keeps_the_old_profiles(faults: &mut Faults) -> Result<()> {
+    let client = faults.plane.client().await?;
+    expect_bound(&client, "acme-db", "server").await?;
+
+    // A ConfigMap update swaps the file whole: write beside it, then rename.
+    let swap = |text: &str| -> Result<()> {
+        let next = faults.profiles_file.with_extension("next");
+        std::fs::write(&next, text)?;
+        Ok(std::fs::rename(&next, &faults.profiles_file)?)
+    };
+    swap("profiles:\n- name: acme\n  fields: [this is not a mapping\n")?;
+    let valid = |value: u8| {
+        let line = format!("\ndbbind_profiles_file_valid {value}\n");
+        move |replica: &Dbbind| {
+            replica
+                .admin_get("/metrics")
+                .is_ok_and(|(_, m)| m.contains(&line))
+        }
+    };
+    wait_until(
+        "dbbind_profiles_file_valid 0 on both replicas",
+        Duration::from_secs(20),
+        || Ok(faults.replicas.iter().all(valid(0))),
+    )?;
+    for replica in &faults.replicas {
+        if !replica.log().contains("profiles file not reloaded") {
+            return Err(Error::new(format!(
+                "replica on port {} did not log why the profiles file was not reloaded",
+                replica.listen_port
+            )));
+        }
+    }
+    // The previous profiles stay in effect.
+    expect_bound(&client, "acme-db", "server").await?;
+
+    swap(PROFILES)?;
+    wait_until(
+        "dbbind_profiles_file_valid 1 again",
+        Duration::from_secs(20),
+        || Ok(faults.replicas.iter().all(valid(1))),
+    )?;
+    Ok(())
+}
+
+async fn deleted_certificate_secret_is_regenerated(faults: &mut Faults) -> Result<()> {
+    let client = faults.plane.client().await?;
+    let before = cert_secret(&client)
+        .await?
+        .ok_or_else(|| Error::new("no certificate Secret"))?;
+    let prober = Prober::start(client.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let deleted = faults
+        .plane
+        .kubectl_run(&["delete", "secret", CERT_SECRET, "-n", "dbbind"], None)?;
+    if !deleted.success {
+        return Err(Error::new(format!("kubectl delete: {}", deleted.stderr)));
+    }
+    // Until both replicas serve the new certificate, every one of them must serve a certificate
+    // the webhook configuration trusts, read just before.
+    let started = Instant::now();
+    let mut untrusted = Vec::new();
+    let after = loop {
+        let bundles = ca_bundles(&client).await?;
+        for replica in &faults.replicas {
+            if !serves_certificate_of(replica.listen_port, &bundles[0]).await {
+                untrusted.push(format!(
+                    "{:?} after the deletion, replica on port {} served a certificate the caBundle did not trust",
+                    started.elapsed(),
+                    replica.listen_port
+                ));
+            }
+        }
+        if let Some(after) = cert_secret(&client).await?
+            && after["ca.crt"] != before["ca.crt"]
+        {
+            let mut all = true;
+            for replica in &faults.replicas {
+                all &= serves_certificate_of(replica.listen_port, &after["ca.crt"]).await;
+            }
+            let bundles = ca_bundles(&client).await?;
+            if all && bundles.iter().all(|b| b == &after["ca-bundle.crt"]) {
+                break after;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let (_, failures) = prober.finish().await?;
+            return Err(Error::new(format!(
+                "the certificate Secret was not regenerated and served within 30 s; failures: {failures:?}\n{}",
+                faults.logs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let recovered = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (created, failures) = prober.finish().await?;
+
+    let mut problems = Vec::new();
+    // The old CA stays trusted until it expires: a replica slow to notice keeps being trusted.
+    let bundle = certificates(&after["ca-bundle.crt"]);
+    let old_ca = certificates(&before["ca.crt"]);
+    if !bundle.contains(&old_ca[0]) || bundle.len() != 2 {
+        problems.push(format!(
+            "the regenerated bundle should hold the new CA and the old one; it holds {} CAs",
+            bundle.len()
+        ));
+    }
+    if created < 10 {
+        problems.push(format!("only {created} Pods created"));
+    }
+    problems.extend(failures.iter().map(|f| format!("a Pod create failed: {f}")));
+    problems.extend(untrusted);
+    if !problems.is_empty() {
+        return Err(Error::new(problems.join("\n")));
+    }
+    every_replica_binds(faults, &after["ca.crt"], "regenerated").await?;
+    eprintln!(
+        "certificate Secret deleted: regenerated and served by both replicas after {recovered:?}; {created} Pods created meanwhile, 0 failed"
+    );
+    Ok(())
+}
+
+async fn api_server_restart(faults: &mut Faults) -> Result<()> {
+    let client = faults.plane.client().await?;
+    let roots = cert_secret(&client)
+        .await?
+        .ok_or_else(|| Error::new("no certificate Secret"))?["ca-bundle.crt"]
+        .clone();
+    faults.plane.kill_apiserver();
+    // While it is down, admissions are answered from what the cache holds.
+    for round in 0..10 {
+        every_replica_binds(faults, &roots, &format!("apiserver-down-{round}")).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    faults.plane.start_apiserver_again(2)?;
+    let recovered = new_secret_becomes_bindable(faults, "after-restart").await?;
+    if !faults.logs().contains("Secret watch failed") {
+        return Err(Error::new(
+            "no replica logged the Secret watch failing while the API server was down",
+        ));
+    }
+    eprintln!(
+        "API server down 5 s: every admission answered; a new Secret bindable {recovered:?} after the restart"
+    );
+    Ok(())
+}
+
+async fn etcd_paused(faults: &mut Faults) -> Result<()> {
+    let client = faults.plane.client().await?;
+    let roots = cert_secret(&client)
+        .await?
+        .ok_or_else(|| Error::new("no certificate Secret"))?["ca-bundle.crt"]
+        .clone();
+    faults.plane.pause_etcd()?;
+    let answered = async {
+        for round in 0..16 {
+            every_replica_binds(faults, &roots, &format!("etcd-paused-{round}")).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    faults.plane.resume_etcd()?;
+    answered?;
+    let recovered = new_secret_becomes_bindable(faults, "after-etcd-pause").await?;
+    eprintln!(
+        "etcd paused 8 s: every admission answered; a new Secret bindable {recovered:?} after it resumed"
+    );
+    Ok(())
+}
+
+type Check = for<'a> fn(
+    &'a mut Faults,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
+
+const TRIALS: &[(&str, Check)] = &[
+    ("replicas_race_on_first_start", |f| {
+        Box::pin(replicas_race_on_first_start(f))
+    }),
+    ("invalid_profiles_file_keeps_the_old_profiles", |f| {
+        Box::pin(invalid_profiles_file_keeps_the_old_profiles(f))
+    }),
+    ("deleted_certificate_secret_is_regenerated", |f| {
+        Box::pin(deleted_certificate_secret_is_regenerated(f))
+    }),
+    ("api_server_restart", |f| Box::pin(api_server_restart(f))),
+    ("etcd_paused", |f| Box::pin(etcd_paused(f))),
+];
+
+fn main() {
+    dbbind_e2e::process::stop_all_on_signal();
+    let mut arguments = Arguments::from_args();
+    arguments.test_threads = Some(1);
+    let runtime = Arc::new(Runtime::new().expect("a tokio runtime"));
+    let faults = match Faults::start() {
+        Ok(faults) => Arc::new(Mutex::new(faults)),
+        Err(error) => {
+            eprintln!("the faults environment did not start: {error}");
+            std::process::exit(1);
+        }
+    };
+    let trials = TRIALS
+        .iter()
+        .map(|&(name, check)| {
+            let (runtime, faults) = (Arc::clone(&runtime), Arc::clone(&faults));
+            Trial::test(format!("fault::{name}"), move || {
+                let mut faults = faults
+                    .lock()
+                    .map_err(|_| Failed::from("environment poisoned"))?;
+                runtime
+                    .block_on(check(&mut faults))
+                    .map_err(|e| Failed::from(e.to_string()))
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&arguments, trials);
+    drop(faults);
+    conclusion.exit();
+}
