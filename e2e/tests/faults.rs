@@ -6,7 +6,11 @@
 //!
 //! The trials run in order on one environment: the replicas racing on first start, a profiles
 //! file replaced by an invalid one, the certificate Secret deleted, the API server killed and
-//! restarted, etcd paused and resumed.
+//! restarted, etcd paused and resumed; then a canary sweep: Secrets of every example's shape
+//! with marker values, bound every way (every profile, every name set, files, TLS, denials and
+//! warnings, Deployments through the workload check, Events), after which not one marker byte
+//! may appear in a Pod, an Event, a kubectl message, a replica's log (at trace level), its
+//! metrics or its admin endpoints.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -95,6 +99,8 @@ impl Faults {
             "--extra-ip-addresses=127.0.0.1",
             "--cert-check-interval=1s",
             "--profiles-reload-interval=1s",
+            // Everything any crate logs, for the canary sweep.
+            "--log-level=trace",
         ]
         .map(String::from)
         .into_iter()
@@ -196,9 +202,10 @@ fn certificates(pem: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A bare Pod in the opted-in namespace bound to `secret`, created through the API server.
-async fn create_pod(
+/// A bare Pod with these annotations, created through the API server in `namespace`.
+async fn create_pod_in(
     client: &kube::Client,
+    namespace: &str,
     annotations: &[(&str, &str)],
 ) -> std::result::Result<Pod, kube::Error> {
     let annotations: serde_json::Map<String, Value> = annotations
@@ -207,13 +214,20 @@ async fn create_pod(
         .collect();
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"generateName": "fault-", "annotations": annotations},
+        "metadata": {"generateName": format!("{namespace}-"), "annotations": annotations},
         "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]},
     }))
     .map_err(kube::Error::SerdeError)?;
-    Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+    Api::<Pod>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &pod)
         .await
+}
+
+async fn create_pod(
+    client: &kube::Client,
+    annotations: &[(&str, &str)],
+) -> std::result::Result<Pod, kube::Error> {
+    create_pod_in(client, NAMESPACE, annotations).await
 }
 
 /// Where the Pod's `POSTGRES_HOST` comes from: the Secret and key it references.
@@ -239,11 +253,15 @@ async fn expect_bound(client: &kube::Client, secret: &str, host_key: &str) -> Re
 /// An AdmissionReview of a Pod CREATE in the opted-in namespace bound to `secret`, as the API
 /// server sends it (a captured one, `tests/fixtures/admission/`).
 fn review(secret: &str, uid: &str) -> Result<Value> {
+    review_in(NAMESPACE, secret, uid)
+}
+
+fn review_in(namespace: &str, secret: &str, uid: &str) -> Result<Value> {
     let path = tools::repo_root().join("tests/fixtures/admission/create-replicaset-pod.json");
     let mut review: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
     review["request"]["uid"] = json!(uid);
-    review["request"]["namespace"] = json!(NAMESPACE);
-    review["request"]["object"]["metadata"]["namespace"] = json!(NAMESPACE);
+    review["request"]["namespace"] = json!(namespace);
+    review["request"]["object"]["metadata"]["namespace"] = json!(namespace);
     review["request"]["object"]["metadata"]["annotations"] = json!({"dbbind.io/secret": secret});
     Ok(review)
 }
@@ -559,6 +577,265 @@ async fn etcd_paused(faults: &mut Faults) -> Result<()> {
     Ok(())
 }
 
+const CANARY: &str = "canary";
+
+/// An example's name and its Secret.
+type ExampleSecret = (String, Value);
+
+/// The examples' Secrets, moved to the canary namespace with every value replaced by a marker
+/// of its own; returns the Secrets and the markers.
+fn canary_secrets() -> Result<(Vec<ExampleSecret>, Vec<String>)> {
+    let mut secrets = Vec::new();
+    let mut markers = Vec::new();
+    let mut examples: Vec<_> = std::fs::read_dir(tools::repo_root().join("examples"))?
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    examples.sort();
+    for path in examples {
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut secret = example_secret_object(&name)?;
+        secret["metadata"]["namespace"] = json!(CANARY);
+        for (index, value) in secret["data"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|data| data.values_mut())
+            .enumerate()
+        {
+            let marker = format!("CANARY{:03}q{index:02}Z", markers.len());
+            *value = json!(STANDARD.encode(&marker));
+            markers.push(marker);
+        }
+        secrets.push((name, secret));
+    }
+    Ok((secrets, markers))
+}
+
+/// Fails naming where a marker (as written, or base64-encoded as a Secret's data holds it)
+/// appears in `text`.
+fn assert_no_marker(text: &str, markers: &[String], place: &str) -> Result<()> {
+    for marker in markers {
+        for form in [marker.clone(), STANDARD.encode(marker)] {
+            if let Some(at) = text.find(&form) {
+                let start = at.saturating_sub(200);
+                return Err(Error::new(format!(
+                    "a Secret value reached {place}: …{}…",
+                    text.get(start..at + form.len()).unwrap_or(&form)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The built-in profiles' names, as `core/src/profile/builtin.yaml` lists them.
+fn builtin_profiles() -> Result<Vec<String>> {
+    let path = tools::repo_root().join("core/src/profile/builtin.yaml");
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .filter_map(|line| line.strip_prefix("- name: "))
+        .map(|name| name.trim().to_owned())
+        .collect())
+}
+
+async fn canary_sweep(faults: &mut Faults) -> Result<()> {
+    let client = faults.plane.client().await?;
+    opted_in_namespace(&faults.plane, CANARY)?;
+    wait_until(
+        "the default ServiceAccount in canary",
+        Duration::from_secs(60),
+        || {
+            Ok(faults
+                .plane
+                .kubectl_ok(&["get", "serviceaccount", "default", "-n", CANARY]))
+        },
+    )?;
+    let (secrets, markers) = canary_secrets()?;
+    for (_, secret) in &secrets {
+        apply(&faults.plane, &secret.to_string())?;
+    }
+    // A Secret of type kubernetes.io/tls with marker values: the client certificate.
+    let tls_marker = "CANARYTLSq00Z".to_owned();
+    apply(
+        &faults.plane,
+        &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "canary-client", "namespace": CANARY},
+            "data": {"tls.crt": STANDARD.encode(&tls_marker), "tls.key": STANDARD.encode(&tls_marker), "ca.crt": STANDARD.encode(&tls_marker)}})
+        .to_string(),
+    )?;
+    let mut markers = markers;
+    markers.push(tls_marker);
+    // Both replicas' caches must hold the Secrets before the sweep, or it would only see "not
+    // found": the generic one binds on each.
+    let roots = cert_secret(&client)
+        .await?
+        .ok_or_else(|| Error::new("no certificate Secret"))?["ca-bundle.crt"]
+        .clone();
+    let started = Instant::now();
+    loop {
+        let mut unbound = None;
+        for replica in &faults.replicas {
+            let review = review_in(CANARY, GENERIC_SECRET, "cached")?;
+            let (_, answer) = post_review(replica.listen_port, &roots, &review).await?;
+            if !answer["response"]["patch"].is_string() {
+                unbound = Some(answer);
+            }
+        }
+        let Some(answer) = unbound else { break };
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(Error::new(format!(
+                "the canary Secrets never reached both replicas' caches: {answer}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut profiles = builtin_profiles()?;
+    profiles.push("acme".to_owned());
+    let mut seen = String::new();
+    let (mut bound, mut denied) = (0, 0);
+    let everything = "postgres,libpq,database-url,spring,quarkus,jdbc,dotnet";
+    for (example, secret) in &secrets {
+        let name = secret["metadata"]["name"].as_str().unwrap_or_default();
+        let mut variants: Vec<Vec<(&str, String)>> = vec![
+            vec![],
+            vec![
+                ("dbbind.io/env", everything.to_owned()),
+                ("dbbind.io/files", "true".to_owned()),
+            ],
+            vec![
+                ("dbbind.io/sslmode", "verify-full".to_owned()),
+                ("dbbind.io/ca", format!("secret:{name}")),
+                ("dbbind.io/client-cert", "canary-client".to_owned()),
+                ("dbbind.io/files", "true".to_owned()),
+            ],
+            vec![("dbbind.io/ca", "secret:canary-client".to_owned())],
+            vec![("dbbind.io/endpoint", "ro".to_owned())],
+            vec![("dbbind.io/keys", "password=absent-key".to_owned())],
+            vec![("dbbind.io/client-cert", name.to_owned())],
+        ];
+        variants.extend(
+            profiles
+                .iter()
+                .map(|profile| vec![("dbbind.io/profile", profile.clone())]),
+        );
+        for variant in variants {
+            let mut annotations = vec![("dbbind.io/secret", name.to_owned())];
+            annotations.extend(variant);
+            let annotations: Vec<(&str, &str)> =
+                annotations.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            match create_pod_in(&client, CANARY, &annotations).await {
+                Ok(pod) => {
+                    bound += 1;
+                    seen.push_str(&serde_json::to_string(&pod)?);
+                }
+                Err(error) => {
+                    denied += 1;
+                    seen.push_str(&error.to_string());
+                }
+            }
+        }
+        // The example's own Deployment through kubectl: the workload check at apply, the
+        // ReplicaSet's Pods through the Pod webhook, Events on the ReplicaSet.
+        let text =
+            std::fs::read_to_string(tools::repo_root().join(format!("examples/{example}.yaml")))?;
+        for mut document in dbbind_e2e::yaml_documents(&text)? {
+            if document["kind"] == "Secret" {
+                continue;
+            }
+            document["metadata"]["namespace"] = json!(CANARY);
+            let applied = faults
+                .plane
+                .kubectl_run(&["apply", "-f", "-"], Some(&document.to_string()))?;
+            seen.push_str(&applied.stdout);
+            seen.push_str(&applied.stderr);
+        }
+    }
+    if bound < secrets.len() || denied < secrets.len() {
+        return Err(Error::new(format!(
+            "the sweep should both bind and deny: {bound} bound, {denied} denied"
+        )));
+    }
+    // A Deployment whose every Pod is denied leaves BindingDenied Events on its ReplicaSet.
+    let denied_deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "canary-denied", "namespace": CANARY},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "canary-denied"}},
+            "template": {"metadata": {"labels": {"app": "canary-denied"},
+                "annotations": {"dbbind.io/secret": secrets[0].1["metadata"]["name"], "dbbind.io/keys": "password=absent-key"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]}}}});
+    let applied = faults
+        .plane
+        .kubectl_run(&["apply", "-f", "-"], Some(&denied_deployment.to_string()))?;
+    seen.push_str(&applied.stdout);
+    seen.push_str(&applied.stderr);
+    wait_until("a BindingDenied Event", Duration::from_secs(30), || {
+        let events = faults
+            .plane
+            .kubectl_run(&["get", "events", "-n", CANARY, "-o", "json"], None)?;
+        Ok(events.stdout.contains("BindingDenied"))
+    })?;
+
+    // The sweep is only worth something if the markers are in the cluster and the logs are
+    // at trace level (every request and watch event the replicas saw).
+    let stored = Api::<Secret>::namespaced(client.clone(), CANARY)
+        .get("canary-client")
+        .await?;
+    let stored = serde_json::to_string(&stored)?;
+    if assert_no_marker(&stored, &markers, "the canary Secret").is_ok() {
+        return Err(Error::new("the canary Secret holds no marker"));
+    }
+    if !faults
+        .replicas
+        .iter()
+        .all(|r| r.log().contains("\"level\":\"TRACE\""))
+    {
+        return Err(Error::new("the replicas do not log at trace level"));
+    }
+    assert_no_marker(&seen, &markers, "a Pod or a kubectl message")?;
+    let objects = faults.plane.kubectl_run(
+        &[
+            "get",
+            "pods,replicasets,deployments,events",
+            "-n",
+            CANARY,
+            "-o",
+            "json",
+        ],
+        None,
+    )?;
+    if !objects.success {
+        return Err(Error::new(format!("kubectl get: {}", objects.stderr)));
+    }
+    assert_no_marker(&objects.stdout, &markers, "the canary namespace's objects")?;
+    for replica in &faults.replicas {
+        for path in ["/metrics", "/readyz", "/livez"] {
+            let (_, body) = replica.admin_get(path)?;
+            assert_no_marker(
+                &body,
+                &markers,
+                &format!("{path} on port {}", replica.admin_port),
+            )?;
+        }
+        let log = replica.log();
+        assert_no_marker(
+            &log,
+            &markers,
+            &format!("the log of the replica on port {}", replica.listen_port),
+        )?;
+    }
+    eprintln!(
+        "canary: {} Secrets, {} markers, {bound} Pods bound, {denied} denied, {} log bytes scanned: no marker",
+        secrets.len() + 1,
+        markers.len(),
+        faults.replicas.iter().map(|r| r.log().len()).sum::<usize>()
+    );
+    Ok(())
+}
+
 type Check = for<'a> fn(
     &'a mut Faults,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
@@ -575,6 +852,7 @@ const TRIALS: &[(&str, Check)] = &[
     }),
     ("api_server_restart", |f| Box::pin(api_server_restart(f))),
     ("etcd_paused", |f| Box::pin(etcd_paused(f))),
+    ("canary_sweep", |f| Box::pin(canary_sweep(f))),
 ];
 
 fn main() {
