@@ -255,8 +255,8 @@ impl Dbbind {
 }
 
 /// A TLS connection to `127.0.0.1:port` that verifies the server's certificate against the CAs
-/// of `roots_pem` only, for the IP address 127.0.0.1.
-async fn connect_verified(
+/// of `roots_pem` only, for the IP address 127.0.0.1 (no ALPN: HTTP/1.1).
+pub async fn connect_verified(
     port: u16,
     roots_pem: &str,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {

@@ -25,7 +25,9 @@ use dbbind_e2e::cluster::ControlPlane;
 use dbbind_e2e::forward::Forwarder;
 use dbbind_e2e::scenarios::{example_secret_object, opted_in_namespace};
 use dbbind_e2e::tools::{self, free_port};
-use dbbind_e2e::webhook::{Dbbind, post_review, serves_certificate_of, shipped_configuration};
+use dbbind_e2e::webhook::{
+    Dbbind, connect_verified, post_review, serves_certificate_of, shipped_configuration,
+};
 use dbbind_e2e::{Error, Result};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -267,35 +269,40 @@ fn review_in(namespace: &str, secret: &str, uid: &str) -> Result<Value> {
 }
 
 /// Sends a review straight to every replica, verifying its certificate against `roots_pem`:
-/// each must allow it with a patch that binds `POSTGRES_HOST`.
+/// each must allow it with a patch that binds `POSTGRES_HOST`, and be ready.
 async fn every_replica_binds(faults: &Faults, roots_pem: &str, uid: &str) -> Result<()> {
     for replica in &faults.replicas {
-        let (status, answer) = post_review(
-            replica.listen_port,
-            roots_pem,
-            &review(GENERIC_SECRET, uid)?,
-        )
-        .await?;
-        let response = &answer["response"];
-        let patch = STANDARD
-            .decode(response["patch"].as_str().unwrap_or_default())
-            .map_err(|e| Error::new(format!("patch: {e}")))?;
-        if status != 200
-            || response["allowed"] != true
-            || !String::from_utf8_lossy(&patch).contains("POSTGRES_HOST")
-        {
-            return Err(Error::new(format!(
-                "replica on port {} answered {status}: {answer}",
-                replica.listen_port
-            )));
-        }
-        let (ready, body) = replica.admin_get("/readyz")?;
-        if ready != 200 {
-            return Err(Error::new(format!(
-                "replica on port {} not ready: {body}",
-                replica.listen_port
-            )));
-        }
+        replica_binds(replica, roots_pem, uid).await?;
+    }
+    Ok(())
+}
+
+async fn replica_binds(replica: &Dbbind, roots_pem: &str, uid: &str) -> Result<()> {
+    let (status, answer) = post_review(
+        replica.listen_port,
+        roots_pem,
+        &review(GENERIC_SECRET, uid)?,
+    )
+    .await?;
+    let response = &answer["response"];
+    let patch = STANDARD
+        .decode(response["patch"].as_str().unwrap_or_default())
+        .map_err(|e| Error::new(format!("patch: {e}")))?;
+    if status != 200
+        || response["allowed"] != true
+        || !String::from_utf8_lossy(&patch).contains("POSTGRES_HOST")
+    {
+        return Err(Error::new(format!(
+            "replica on port {} answered {status}: {answer}",
+            replica.listen_port
+        )));
+    }
+    let (ready, body) = replica.admin_get("/readyz")?;
+    if ready != 200 {
+        return Err(Error::new(format!(
+            "replica on port {} not ready: {body}",
+            replica.listen_port
+        )));
     }
     Ok(())
 }
@@ -577,6 +584,112 @@ async fn etcd_paused(faults: &mut Faults) -> Result<()> {
     Ok(())
 }
 
+/// Idle TLS connections opened against one replica (`--max-connections` 1,024 and
+/// `--header-read-timeout` 5 s, the defaults).
+const IDLE_CONNECTIONS: usize = 5_000;
+
+/// What became of an idle connection.
+enum Idle {
+    /// The handshake failed: closed at once, beyond the connection cap.
+    Refused,
+    /// Held open after the handshake for this long, until the server closed it.
+    Held(Duration),
+}
+
+/// Opens a TLS connection, sends nothing, and waits for the server to close it.
+async fn idle_connection(port: u16, roots: Arc<str>) -> Idle {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut tls) = connect_verified(port, &roots).await else {
+        return Idle::Refused;
+    };
+    let opened = Instant::now();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), tls.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => return Idle::Held(opened.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+async fn idle_connections_are_shed(faults: &mut Faults) -> Result<()> {
+    let client = faults.plane.client().await?;
+    let roots: Arc<str> = cert_secret(&client)
+        .await?
+        .ok_or_else(|| Error::new("no certificate Secret"))?["ca-bundle.crt"]
+        .as_str()
+        .into();
+    let (target, other) = (&faults.replicas[0], &faults.replicas[1]);
+    let port = target.listen_port;
+    let before = target.rss_kib()?;
+    let started = Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    // 200 handshakes in flight at a time, as fast as the two cores allow.
+    let gate = Arc::new(tokio::sync::Semaphore::new(200));
+    for _ in 0..IDLE_CONNECTIONS {
+        let (roots, gate) = (Arc::clone(&roots), Arc::clone(&gate));
+        flood.spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let idle = idle_connection(port, roots);
+            drop(permit);
+            idle.await
+        });
+    }
+    // While the flood lasts, the other replica serves at once, and this one serves again as
+    // soon as the idle connections it holds are shed.
+    replica_binds(other, &roots, "during-flood").await?;
+    let mut peak = before;
+    let mut served_after = None;
+    let (mut refused, mut held) = (0, Vec::new());
+    while !flood.is_empty() {
+        peak = peak.max(target.rss_kib()?);
+        if served_after.is_none() && replica_binds(target, &roots, "flood").await.is_ok() {
+            served_after = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Some(done) = flood.try_join_next() {
+            match done.map_err(|e| Error::new(format!("idle connection task: {e}")))? {
+                Idle::Refused => refused += 1,
+                Idle::Held(open) => held.push(open),
+            }
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            return Err(Error::new("5,000 idle connections not shed within 180 s"));
+        }
+    }
+    let flood_lasted = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = target.rss_kib()?;
+    replica_binds(target, &roots, "after-flood").await?;
+    let longest = held.iter().max().copied().unwrap_or_default();
+    let growth_mib = peak.saturating_sub(before) / 1024;
+    eprintln!(
+        "{IDLE_CONNECTIONS} idle connections in {flood_lasted:?}: {} held (the longest {longest:?}), {refused} refused at once; served again after {served_after:?}; RSS {} MiB before, {} MiB at the peak, {} MiB after",
+        held.len(),
+        before / 1024,
+        peak / 1024,
+        after / 1024
+    );
+    // Each held connection is closed by --header-read-timeout (5 s) after its handshake.
+    if longest > Duration::from_secs(8) {
+        return Err(Error::new(format!(
+            "an idle connection was held {longest:?}, beyond --header-read-timeout"
+        )));
+    }
+    // The cap bounds memory: 1,024 connections of about 25 KiB, whatever the flood.
+    if growth_mib > 64 {
+        return Err(Error::new(format!(
+            "RSS grew by {growth_mib} MiB under the flood"
+        )));
+    }
+    if served_after.is_none() {
+        return Err(Error::new(
+            "the flooded replica never served during the flood",
+        ));
+    }
+    Ok(())
+}
+
 const CANARY: &str = "canary";
 
 /// An example's name and its Secret.
@@ -852,6 +965,9 @@ const TRIALS: &[(&str, Check)] = &[
     }),
     ("api_server_restart", |f| Box::pin(api_server_restart(f))),
     ("etcd_paused", |f| Box::pin(etcd_paused(f))),
+    ("idle_connections_are_shed", |f| {
+        Box::pin(idle_connections_are_shed(f))
+    }),
     ("canary_sweep", |f| Box::pin(canary_sweep(f))),
 ];
 
