@@ -6,8 +6,8 @@
 //!
 //! Modules, leaves first: [`logging`], [`metrics`], [`reload`] (one timer loop for everything
 //! re-checked), [`tasks`] (the background tasks of `serve`, owned), [`events`] (Events for
-//! controller-made pods), [`cache`], [`profiles`], [`tls`], [`server`], [`cli`]. Each imports
-//! only modules before it in this list.
+//! controller-made pods), [`rotation`] (restart on credential rotation), [`cache`],
+//! [`profiles`], [`tls`], [`server`], [`cli`]. Each imports only modules before it in this list.
 
 pub mod cache;
 pub mod cli;
@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod profiles;
 pub mod reload;
+pub mod rotation;
 pub mod server;
 pub mod tasks;
 pub mod tls;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use dbbind::rotation::leader::{Leadership, LeaseSettings};
 use dbbind_e2e::cluster::ControlPlane;
 use dbbind_e2e::forward::Forwarder;
 use dbbind_e2e::scenarios::{example_secret_object, opted_in_namespace};
@@ -703,6 +704,88 @@ async fn idle_connections_are_shed(faults: &mut Faults) -> Result<()> {
     Ok(())
 }
 
+/// Waits until exactly one of the replicas still present leads; returns its index.
+async fn sole_leader(replicas: &[Option<Leadership>], within: Duration) -> Result<usize> {
+    let started = Instant::now();
+    loop {
+        let leading: Vec<usize> = (0..replicas.len())
+            .filter(|&i| replicas[i].as_ref().is_some_and(Leadership::is_leader))
+            .collect();
+        if let [only] = leading.as_slice() {
+            return Ok(*only);
+        }
+        if leading.len() > 1 {
+            return Err(Error::new(format!(
+                "{} replicas lead at once",
+                leading.len()
+            )));
+        }
+        if started.elapsed() > within {
+            return Err(Error::new(format!("no leader within {within:?}")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The rotation controller's leader election on a real Lease: one of three leads; when the
+/// leader leaves (its Lease released) or dies (its Lease left to run out), exactly one other
+/// takes over, within about one Lease duration: the candidates wait for the expiry they read.
+async fn one_leader_and_hand_over(faults: &mut Faults) -> Result<()> {
+    let client = faults.plane.client().await?;
+    let settings = |identity: &str| LeaseSettings {
+        namespace: "dbbind".to_owned(),
+        name: "dbbind-rotation".to_owned(),
+        identity: identity.to_owned(),
+        duration: Duration::from_secs(4),
+        grace: Duration::from_secs(2),
+    };
+    let mut replicas = Vec::new();
+    for identity in ["replica-a", "replica-b", "replica-c"] {
+        replicas.push(Some(
+            Leadership::join(client.clone(), &settings(identity))
+                .await
+                .map_err(|e| Error::new(e.to_string()))?,
+        ));
+    }
+    let first = sole_leader(&replicas, Duration::from_secs(20)).await?;
+    // Leaving on shutdown.
+    let left = Instant::now();
+    if let Some(leader) = replicas[first].take() {
+        leader
+            .leave(Duration::from_secs(5))
+            .await
+            .map_err(|e| Error::new(e.to_string()))?;
+    }
+    let second = sole_leader(&replicas, Duration::from_secs(20)).await?;
+    let handed_over = left.elapsed();
+
+    // Dying: no release; the survivor leads once the Lease has run out (4 s).
+    let died = Instant::now();
+    if let Some(leader) = replicas[second].take() {
+        leader.abandon();
+    }
+    sole_leader(&replicas, Duration::from_secs(30)).await?;
+    let took_over = died.elapsed();
+    eprintln!(
+        "Lease (4 s): a leader that left was replaced after {handed_over:?}, one that died after {took_over:?}"
+    );
+    // The Lease's duration, plus the up to 1 s a candidate waits after forcing an expired
+    // Lease free, plus the API server's round trips.
+    let bound = Duration::from_secs(4 + 3);
+    if handed_over > bound || took_over > bound {
+        return Err(Error::new(format!(
+            "leadership moved after {handed_over:?} (left) and {took_over:?} (died); a 4 s Lease should move within {bound:?}"
+        )));
+    }
+    for leadership in replicas.into_iter().flatten() {
+        leadership
+            .leave(Duration::from_secs(5))
+            .await
+            .map_err(|e| Error::new(e.to_string()))?;
+    }
+    Ok(())
+}
+
 const CANARY: &str = "canary";
 
 /// An example's name and its Secret.
@@ -980,6 +1063,9 @@ const TRIALS: &[(&str, Check)] = &[
     ("etcd_paused", |f| Box::pin(etcd_paused(f))),
     ("idle_connections_are_shed", |f| {
         Box::pin(idle_connections_are_shed(f))
+    }),
+    ("one_leader_and_hand_over", |f| {
+        Box::pin(one_leader_and_hand_over(f))
     }),
     ("canary_sweep", |f| Box::pin(canary_sweep(f))),
 ];
