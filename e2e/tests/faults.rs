@@ -177,6 +177,14 @@ async fn cert_secret(client: &kube::Client) -> Result<Option<BTreeMap<String, St
     }))
 }
 
+/// The certificate Secret's `ca-bundle.crt`: what a client of the replicas should trust.
+async fn stored_bundle(client: &kube::Client) -> Result<String> {
+    let secret = cert_secret(client)
+        .await?
+        .ok_or_else(|| Error::new("no certificate Secret"))?;
+    Ok(secret.get("ca-bundle.crt").cloned().unwrap_or_default())
+}
+
 /// The caBundle of every webhook of both configurations.
 async fn ca_bundles(client: &kube::Client) -> Result<Vec<String>> {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
@@ -325,8 +333,7 @@ async fn new_secret_becomes_bindable(faults: &Faults, name: &str) -> Result<Dura
     while started.elapsed() < Duration::from_secs(90) {
         let through_api = create_pod(&client, &[("dbbind.io/secret", name)]).await;
         let direct = async {
-            let bundle = cert_secret(&client).await?.unwrap_or_default();
-            let roots = bundle.get("ca-bundle.crt").cloned().unwrap_or_default();
+            let roots = stored_bundle(&client).await?;
             let mut all = true;
             for replica in &faults.replicas {
                 let (_, answer) =
@@ -538,10 +545,7 @@ async fn deleted_certificate_secret_is_regenerated(faults: &mut Faults) -> Resul
 
 async fn api_server_restart(faults: &mut Faults) -> Result<()> {
     let client = faults.plane.client().await?;
-    let roots = cert_secret(&client)
-        .await?
-        .ok_or_else(|| Error::new("no certificate Secret"))?["ca-bundle.crt"]
-        .clone();
+    let roots = stored_bundle(&client).await?;
     faults.plane.kill_apiserver();
     // While it is down, admissions are answered from what the cache holds.
     for round in 0..10 {
@@ -563,10 +567,7 @@ async fn api_server_restart(faults: &mut Faults) -> Result<()> {
 
 async fn etcd_paused(faults: &mut Faults) -> Result<()> {
     let client = faults.plane.client().await?;
-    let roots = cert_secret(&client)
-        .await?
-        .ok_or_else(|| Error::new("no certificate Secret"))?["ca-bundle.crt"]
-        .clone();
+    let roots = stored_bundle(&client).await?;
     faults.plane.pause_etcd()?;
     let answered = async {
         for round in 0..16 {
@@ -615,11 +616,7 @@ async fn idle_connection(port: u16, roots: Arc<str>) -> Idle {
 
 async fn idle_connections_are_shed(faults: &mut Faults) -> Result<()> {
     let client = faults.plane.client().await?;
-    let roots: Arc<str> = cert_secret(&client)
-        .await?
-        .ok_or_else(|| Error::new("no certificate Secret"))?["ca-bundle.crt"]
-        .as_str()
-        .into();
+    let roots: Arc<str> = stored_bundle(&client).await?.into();
     // The flood's sockets are this process's; a failed connect must not pass for a refusal.
     let limits = std::fs::read_to_string("/proc/self/limits")?;
     let open_files: usize = limits
@@ -880,10 +877,7 @@ async fn canary_sweep(faults: &mut Faults) -> Result<()> {
     markers.push(tls_marker);
     // Both replicas' caches must hold the Secrets before the sweep, or it would only see "not
     // found": the generic one binds on each.
-    let roots = cert_secret(&client)
-        .await?
-        .ok_or_else(|| Error::new("no certificate Secret"))?["ca-bundle.crt"]
-        .clone();
+    let roots = stored_bundle(&client).await?;
     let started = Instant::now();
     loop {
         let mut unbound = None;
