@@ -484,8 +484,9 @@ async fn deleted_certificate_secret_is_regenerated(faults: &mut Faults) -> Resul
     let mut untrusted = Vec::new();
     let after = loop {
         let bundles = ca_bundles(&client).await?;
+        let trusted = bundles.first().map(String::as_str).unwrap_or_default();
         for replica in &faults.replicas {
-            if !serves_certificate_of(replica.listen_port, &bundles[0]).await {
+            if !serves_certificate_of(replica.listen_port, trusted).await {
                 untrusted.push(format!(
                     "{:?} after the deletion, replica on port {} served a certificate the caBundle did not trust",
                     started.elapsed(),
@@ -543,15 +544,21 @@ async fn deleted_certificate_secret_is_regenerated(faults: &mut Faults) -> Resul
     Ok(())
 }
 
+/// Every 0.5 s for `rounds` rounds, each replica binds a review sent straight to it.
+async fn answered_from_cache(faults: &Faults, roots: &str, label: &str, rounds: u32) -> Result<()> {
+    for round in 0..rounds {
+        every_replica_binds(faults, roots, &format!("{label}-{round}")).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
 async fn api_server_restart(faults: &mut Faults) -> Result<()> {
     let client = faults.plane.client().await?;
     let roots = stored_bundle(&client).await?;
     faults.plane.kill_apiserver();
     // While it is down, admissions are answered from what the cache holds.
-    for round in 0..10 {
-        every_replica_binds(faults, &roots, &format!("apiserver-down-{round}")).await?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    answered_from_cache(faults, &roots, "apiserver-down", 10).await?;
     faults.plane.start_apiserver_again(2)?;
     let recovered = new_secret_becomes_bindable(faults, "after-restart").await?;
     if !faults.logs().contains("Secret watch failed") {
@@ -569,14 +576,7 @@ async fn etcd_paused(faults: &mut Faults) -> Result<()> {
     let client = faults.plane.client().await?;
     let roots = stored_bundle(&client).await?;
     faults.plane.pause_etcd()?;
-    let answered = async {
-        for round in 0..16 {
-            every_replica_binds(faults, &roots, &format!("etcd-paused-{round}")).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        Ok::<_, Error>(())
-    }
-    .await;
+    let answered = answered_from_cache(faults, &roots, "etcd-paused", 16).await;
     faults.plane.resume_etcd()?;
     answered?;
     let recovered = new_secret_becomes_bindable(faults, "after-etcd-pause").await?;

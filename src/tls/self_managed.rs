@@ -83,7 +83,7 @@ pub fn plan(
     let Some(existing) = existing else {
         let ca = new_ca(&ca_name(now), policy.ca_validity, now)?;
         let serving = issue_serving(&ca, &policy.names, policy.serving_validity, now)?;
-        let bundle = bundle_of(&ca.cert_pem, trusted, now);
+        let bundle = merged(&ca.cert_pem, trusted, now);
         return Ok(Plan::Renew {
             material: Material {
                 ca,
@@ -103,7 +103,7 @@ pub fn plan(
     if let Some(reason) = ca_reason {
         let new = new_ca(&ca_name(now), policy.ca_validity, now)?;
         let serving = issue_serving(&new, &policy.names, policy.serving_validity, now)?;
-        let bundle = bundle_of(&new.cert_pem, &existing.bundle, now);
+        let bundle = merged(&new.cert_pem, &existing.bundle, now);
         return Ok(Plan::Renew {
             material: Material {
                 ca: new,
@@ -127,7 +127,7 @@ pub fn plan(
         }
         Ok(_) => None,
     };
-    let bundle = bundle_of(&existing.ca.cert_pem, &existing.bundle, now);
+    let bundle = merged(&existing.ca.cert_pem, &existing.bundle, now);
     match serving_reason {
         Some(reason) => Ok(Plan::Renew {
             material: Material {
@@ -152,13 +152,9 @@ fn ca_name(now: OffsetDateTime) -> String {
     format!("dbbind CA {}", now.unix_timestamp())
 }
 
-/// The current CA first, then every other CA of the old bundle that is still valid.
-fn bundle_of(current_ca_pem: &str, old_bundle: &str, now: OffsetDateTime) -> String {
-    merged(current_ca_pem, old_bundle, now)
-}
-
 /// `bundle` as it is, followed by each CA of `more` that it lacks and that is still valid at
-/// `now`.
+/// `now`: given the current CA and the old bundle, the current CA first, then every other
+/// still-valid CA of the old bundle.
 fn merged(bundle: &str, more: &str, now: OffsetDateTime) -> String {
     let mut known: Vec<_> = CertificateDer::pem_slice_iter(bundle.as_bytes())
         .flatten()
