@@ -91,7 +91,7 @@ fn large_cache(count: usize) -> SecretCache {
         secret
     })
     .collect();
-    let (cache, partition) = SecretCache::cluster();
+    let (cache, partition) = SecretCache::cluster(None);
     let filter = ProfileSet::builtin().shape_filter();
     partition.apply(Event::Init, &filter);
     for index in 0..count {

@@ -24,11 +24,15 @@ use tokio::sync::mpsc;
 
 use crate::metrics::{EventResult, Metrics};
 
-/// Why dbbind speaks up: `BindingWarning` for a warning, `BindingDenied` for a denial.
+/// Why dbbind speaks up: `BindingWarning` for a warning, `BindingDenied` for a denial;
+/// `SecretRotated` on a workload dbbind rolled because a Secret changed, and
+/// `RotationNotRestartable` on one it cannot roll (a Job, a bare Pod).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     BindingWarning,
     BindingDenied,
+    SecretRotated,
+    RotationNotRestartable,
 }
 
 impl Reason {
@@ -36,6 +40,24 @@ impl Reason {
         match self {
             Reason::BindingWarning => "BindingWarning",
             Reason::BindingDenied => "BindingDenied",
+            Reason::SecretRotated => "SecretRotated",
+            Reason::RotationNotRestartable => "RotationNotRestartable",
+        }
+    }
+
+    /// `Normal` for a rollout dbbind made, `Warning` for everything that needs a person.
+    fn event_type(self) -> &'static str {
+        match self {
+            Reason::SecretRotated => "Normal",
+            _ => "Warning",
+        }
+    }
+
+    /// The Event's `action`: what dbbind did or tried.
+    fn action(self) -> &'static str {
+        match self {
+            Reason::BindingWarning | Reason::BindingDenied => "Bind",
+            Reason::SecretRotated | Reason::RotationNotRestartable => "Restart",
         }
     }
 }
@@ -158,9 +180,9 @@ impl EventWriter {
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
-            type_: Some("Warning".to_owned()),
+            type_: Some(event.reason.event_type().to_owned()),
             reason: Some(event.reason.as_str().to_owned()),
-            action: Some("Bind".to_owned()),
+            action: Some(event.reason.action().to_owned()),
             note: Some(cut(&event.message, MAX_NOTE_BYTES).to_owned()),
             regarding: Some(ObjectReference {
                 api_version: Some(owner.api_version.clone()),

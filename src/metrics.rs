@@ -148,6 +148,9 @@ pub struct Metrics {
     certificate_expiry: Gauge,
     events: Family<EventLabels, Counter>,
     profiles_file_valid: Gauge,
+    rotations_seen: Counter,
+    rollouts: Counter,
+    rollout_failures: Counter,
 }
 
 impl Metrics {
@@ -202,6 +205,26 @@ impl Metrics {
             "1 when --profiles-file (if any) loaded at its last change, 0 while it does not load and the previous profiles stay in effect",
             profiles_file_valid.clone(),
         );
+        // Restart on rotation (0 while it is off). Counted by Secret and by workload: no
+        // Secret's name or content is a label.
+        let rotations_seen = Counter::default();
+        registry.register(
+            "dbbind_rotations_seen",
+            "Changes of a cached Secret's data seen by this replica (with --restart-on-rotation)",
+            rotations_seen.clone(),
+        );
+        let rollouts = Counter::default();
+        registry.register(
+            "dbbind_rollouts",
+            "Workloads rolled by this replica because a Secret their pods read through env changed",
+            rollouts.clone(),
+        );
+        let rollout_failures = Counter::default();
+        registry.register(
+            "dbbind_rollout_failures",
+            "Rollouts this replica attempted that the API server refused or did not answer",
+            rollout_failures.clone(),
+        );
         for result in EventResult::ALL {
             let _ = events.get_or_create(&EventLabels { result });
         }
@@ -220,6 +243,9 @@ impl Metrics {
             certificate_expiry,
             events,
             profiles_file_valid,
+            rotations_seen,
+            rollouts,
+            rollout_failures,
         }
     }
 
@@ -241,6 +267,19 @@ impl Metrics {
 
     pub fn observe_event(&self, result: EventResult) {
         self.events.get_or_create(&EventLabels { result }).inc();
+    }
+
+    pub fn observe_rotations(&self, secrets: usize) {
+        self.rotations_seen
+            .inc_by(u64::try_from(secrets).unwrap_or(u64::MAX));
+    }
+
+    pub fn observe_rollout(&self, succeeded: bool) {
+        if succeeded {
+            self.rollouts.inc();
+        } else {
+            self.rollout_failures.inc();
+        }
     }
 
     pub fn set_cache_objects(&self, count: usize) {

@@ -10,11 +10,12 @@ use kube_core::admission::{AdmissionRequest, Operation};
 use serde::Deserialize;
 
 use crate::binding::AppliedBinding;
-use crate::binding::{PodRequest, parse_annotations, resolve};
+use crate::binding::{EnvSets, PodRequest, parse_annotations, resolve};
 use crate::decision::Decision;
-use crate::message::{Cause, Denial};
+use crate::message::{Cause, Denial, Warning};
 use crate::patch::build_patch;
 use crate::profile::ProfileSet;
+use crate::rotation::RESTART_ANNOTATION;
 use crate::secret::SecretLookup;
 
 /// Decides an AdmissionReview request. Anything but a Pod CREATE is admitted unchanged
@@ -109,6 +110,16 @@ pub fn decide(
     };
 
     let mut warnings = Vec::new();
+    if requests.restart_on_rotation
+        && requests
+            .bindings
+            .iter()
+            .all(|binding| binding.env == EnvSets::default())
+    {
+        warnings.push(Warning::new(format!(
+            "{RESTART_ANNOTATION}: this pod binds by files only, which the kubelet updates in place when the Secret changes; no restart is needed and none will be made"
+        )));
+    }
     let mut resolved = Vec::with_capacity(requests.bindings.len());
     let warn_instead = |denial: &Denial| {
         secret_problems == SecretProblems::Warn && denial.cause() == Cause::SecretState

@@ -9,8 +9,8 @@
 //!
 //! Modules, leaves first: [`names`] (Kubernetes name rules), [`message`] (what the user reads),
 //! [`field`] (the connection fields and their variable names), [`secret`], [`profile`],
-//! [`binding`], [`patch`], [`decision`], [`admission`], [`workload`], [`manifest`],
-//! [`rotation`]. Each imports only modules before it in this list.
+//! [`binding`], [`rotation`] (restart on credential rotation), [`patch`], [`decision`],
+//! [`admission`], [`workload`], [`manifest`]. Each imports only modules before it in this list.
 
 pub mod admission;
 pub mod binding;

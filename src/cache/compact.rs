@@ -2,6 +2,8 @@
 //! same key sets (every CloudNativePG app Secret has the same nine keys), the same label sets.
 //! Each of those is stored once and shared ([`Interner`]); a Secret costs its name and five
 //! pointers. Labels and owners the profiles do not read are not kept at all ([`ShapeFilter`]).
+//! With restart on rotation on, a Secret also keeps the digest of its data, and a change of
+//! digest is reported ([`ChangedSecrets`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
@@ -9,7 +11,8 @@ use std::sync::Arc;
 
 use dbbind_core::secret::{OwnerKind, SecretView, ShapeFilter};
 
-use super::shape::SecretShape;
+use super::shape::{ContentDigest, SecretShape};
+use crate::rotation::changed::ChangedSecrets;
 
 /// One Secret, its parts shared with every Secret that has the same ones.
 #[derive(Clone, Debug)]
@@ -21,6 +24,8 @@ pub struct CompactSecret {
     labels: Arc<[(Box<str>, Box<str>)]>,
     /// Only the owner kinds the profiles read.
     owners: Arc<[OwnerKind]>,
+    /// Kept only when rotations are reported; boxed so it costs one pointer when not.
+    digest: Option<Box<ContentDigest>>,
 }
 
 impl CompactSecret {
@@ -90,8 +95,15 @@ pub struct Interners {
 }
 
 impl Interners {
-    /// The Secret in compact form, keeping only what `filter` names.
-    pub fn compact(&mut self, shape: SecretShape, filter: &ShapeFilter) -> CompactSecret {
+    /// The Secret in compact form, keeping only what `filter` names, and its digest when
+    /// `keep_digest`.
+    pub fn compact(
+        &mut self,
+        shape: SecretShape,
+        filter: &ShapeFilter,
+        keep_digest: bool,
+    ) -> CompactSecret {
+        let digest = keep_digest.then(|| Box::new(shape.digest));
         let secret_type = shape.secret_type.as_deref().unwrap_or("Opaque");
         let keys: Vec<Box<str>> = shape
             .keys
@@ -118,6 +130,7 @@ impl Interners {
             keys: self.keys.intern(&keys, || Arc::from(keys.clone())),
             labels: self.labels.intern(&labels, || Arc::from(labels.clone())),
             owners: self.owners.intern(&owners, || Arc::from(owners.clone())),
+            digest,
         }
     }
 
@@ -143,6 +156,11 @@ impl Interners {
     }
 }
 
+/// Whether a Secret's data changed. Without digests (rotations not reported) nothing did.
+fn changed(old: &CompactSecret, new: &CompactSecret) -> bool {
+    matches!((&old.digest, &new.digest), (Some(old), Some(new)) if old != new)
+}
+
 /// Secrets by namespace, then name.
 pub type Secrets = HashMap<Arc<str>, HashMap<Box<str>, CompactSecret>>;
 
@@ -155,9 +173,19 @@ pub struct Contents {
     relisting: Option<Secrets>,
     interners: Interners,
     count: usize,
+    /// Where a change of a Secret's data is reported; digests are kept only with it.
+    rotations: Option<Arc<ChangedSecrets>>,
 }
 
 impl Contents {
+    /// Contents that keep each Secret's digest and report to `rotations` when it changes.
+    pub fn reporting(rotations: Option<Arc<ChangedSecrets>>) -> Contents {
+        Contents {
+            rotations,
+            ..Contents::default()
+        }
+    }
+
     pub fn get(&self, namespace: &str, name: &str) -> Option<SecretView> {
         let secret = self.live.get(namespace)?.get(name)?;
         Some(secret.view(namespace, name))
@@ -181,7 +209,9 @@ impl Contents {
         let Some((namespace, name)) = self.identity(&shape) else {
             return;
         };
-        let compact = self.interners.compact(shape, filter);
+        let compact = self
+            .interners
+            .compact(shape, filter, self.rotations.is_some());
         let relisting = self.relisting.get_or_insert_with(Secrets::new);
         relisting
             .entry(namespace)
@@ -189,9 +219,23 @@ impl Contents {
             .insert(name, compact);
     }
 
-    /// The relist is complete: it replaces the contents.
+    /// The relist is complete: it replaces the contents. A Secret whose data differs from what
+    /// the contents held is reported: it changed while the watch was down.
     pub fn end_relist(&mut self) {
-        self.live = self.relisting.take().unwrap_or_default();
+        let relisted = self.relisting.take().unwrap_or_default();
+        if let Some(rotations) = &self.rotations {
+            for (namespace, names) in &relisted {
+                let Some(before) = self.live.get(namespace) else {
+                    continue;
+                };
+                for (name, secret) in names {
+                    if before.get(name).is_some_and(|old| changed(old, secret)) {
+                        rotations.report(namespace, name);
+                    }
+                }
+            }
+        }
+        self.live = relisted;
         self.count = self.live.values().map(HashMap::len).sum();
         self.interners.prune();
     }
@@ -200,15 +244,19 @@ impl Contents {
         let Some((namespace, name)) = self.identity(&shape) else {
             return;
         };
-        let compact = self.interners.compact(shape, filter);
-        if self
-            .live
-            .entry(namespace)
-            .or_default()
-            .insert(name, compact)
-            .is_none()
-        {
+        let compact = self
+            .interners
+            .compact(shape, filter, self.rotations.is_some());
+        let names = self.live.entry(Arc::clone(&namespace)).or_default();
+        let Some(old) = names.get_mut(&name) else {
+            names.insert(name, compact);
             self.count += 1;
+            return;
+        };
+        let was_changed = changed(old, &compact);
+        *old = compact;
+        if was_changed && let Some(rotations) = &self.rotations {
+            rotations.report(&namespace, &name);
         }
     }
 
@@ -316,5 +364,52 @@ mod tests {
         contents.delete(&shape("shop", "a", &[], &[]));
         assert_eq!(contents.len(), 0);
         assert!(contents.get("shop", "a").is_none());
+    }
+
+    fn secret_with(name: &str, password: &str, label: &str) -> SecretShape {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "shop", "name": name, "labels": {"cnpg.io/cluster": label}},
+            "data": {"username": "YXBw", "password": password},
+        }))
+        .unwrap()
+    }
+
+    fn taken(rotations: &ChangedSecrets) -> Vec<String> {
+        let waited = futures::FutureExt::now_or_never(rotations.next());
+        waited
+            .into_iter()
+            .flatten()
+            .map(|secret| format!("{}/{}", secret.namespace, secret.name))
+            .collect()
+    }
+
+    #[test]
+    fn a_change_of_data_is_reported_and_a_first_sight_or_a_label_change_is_not() {
+        let rotations = Arc::new(ChangedSecrets::default());
+        let mut contents = Contents::reporting(Some(Arc::clone(&rotations)));
+        contents.begin_relist();
+        contents.relisted(secret_with("a", "b2xk", "x"), &filter());
+        contents.end_relist();
+        contents.apply(secret_with("b", "b2xk", "x"), &filter());
+        assert!(taken(&rotations).is_empty(), "first sight is a baseline");
+        contents.apply(secret_with("a", "b2xk", "y"), &filter());
+        assert!(taken(&rotations).is_empty(), "a label is not data");
+        contents.apply(secret_with("a", "bmV3", "y"), &filter());
+        assert_eq!(taken(&rotations), ["shop/a"]);
+        // A relist after a watch gap compares too: b changed while the watch was down.
+        contents.begin_relist();
+        contents.relisted(secret_with("a", "bmV3", "y"), &filter());
+        contents.relisted(secret_with("b", "bmV3", "x"), &filter());
+        contents.relisted(secret_with("c", "bmV3", "x"), &filter());
+        contents.end_relist();
+        assert_eq!(taken(&rotations), ["shop/b"]);
+    }
+
+    #[test]
+    fn without_reporting_no_digest_is_kept() {
+        let mut contents = Contents::default();
+        contents.apply(secret_with("a", "b2xk", "x"), &filter());
+        let kept = &contents.live["shop"]["a"];
+        assert!(kept.digest.is_none());
     }
 }

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use crate::rotation::changed::ChangedSecrets;
 use dbbind_core::secret::{SecretLookup, SecretView};
 use tokio::sync::watch as channel;
 
@@ -49,6 +50,8 @@ struct Inner {
     fixed: bool,
     /// Bumped whenever a namespace's partition is added or removed, to wake waiters.
     generation: channel::Sender<u64>,
+    /// Where each partition reports Secrets whose data changed (restart on rotation).
+    rotations: Option<Arc<ChangedSecrets>>,
 }
 
 #[derive(Debug)]
@@ -60,16 +63,22 @@ enum Layout {
 }
 
 impl SecretCache {
-    /// A cache of every namespace, and the partition its one watch fills.
-    pub fn cluster() -> (SecretCache, Arc<Partition>) {
-        let partition = Arc::new(Partition::default());
-        let cache = SecretCache::with_layout(Layout::Cluster(Arc::clone(&partition)), true);
+    /// A cache of every namespace, and the partition its one watch fills. With `rotations`,
+    /// Secrets whose data changes are reported there (so for every constructor).
+    pub fn cluster(rotations: Option<Arc<ChangedSecrets>>) -> (SecretCache, Arc<Partition>) {
+        let partition = Arc::new(Partition::new(rotations.clone()));
+        let layout = Layout::Cluster(Arc::clone(&partition));
+        let cache = SecretCache::with_layout(layout, true, rotations);
         (cache, partition)
     }
 
     /// A cache of a fixed set of namespaces, and the partition of each for its watch.
-    pub fn namespaces(namespaces: &[String]) -> (SecretCache, Vec<(String, Arc<Partition>)>) {
-        let cache = SecretCache::with_layout(Layout::PerNamespace(RwLock::default()), true);
+    pub fn namespaces(
+        namespaces: &[String],
+        rotations: Option<Arc<ChangedSecrets>>,
+    ) -> (SecretCache, Vec<(String, Arc<Partition>)>) {
+        let layout = Layout::PerNamespace(RwLock::default());
+        let cache = SecretCache::with_layout(layout, true, rotations);
         let partitions = namespaces
             .iter()
             .map(|namespace| (namespace.clone(), cache.add_namespace(namespace)))
@@ -79,17 +88,22 @@ impl SecretCache {
 
     /// A cache whose namespaces are added and removed as a namespace watch sees them; not
     /// synced until that watch has listed them ([`SecretCache::namespaces_listed`]).
-    pub fn following_namespaces() -> SecretCache {
-        SecretCache::with_layout(Layout::PerNamespace(RwLock::default()), false)
+    pub fn following_namespaces(rotations: Option<Arc<ChangedSecrets>>) -> SecretCache {
+        SecretCache::with_layout(Layout::PerNamespace(RwLock::default()), false, rotations)
     }
 
-    fn with_layout(layout: Layout, namespaces_listed: bool) -> SecretCache {
+    fn with_layout(
+        layout: Layout,
+        namespaces_listed: bool,
+        rotations: Option<Arc<ChangedSecrets>>,
+    ) -> SecretCache {
         SecretCache {
             inner: Arc::new(Inner {
                 layout,
                 namespaces_listed: AtomicBool::new(namespaces_listed),
                 fixed: namespaces_listed,
                 generation: channel::Sender::new(0),
+                rotations,
             }),
         }
     }
@@ -167,12 +181,12 @@ impl SecretCache {
     /// watch to fill. Adding a namespace twice returns the existing partition.
     pub fn add_namespace(&self, namespace: &str) -> Arc<Partition> {
         let Layout::PerNamespace(partitions) = &self.inner.layout else {
-            return Arc::new(Partition::default());
+            return Arc::new(Partition::new(self.inner.rotations.clone()));
         };
         let partition = Arc::clone(
             write(partitions)
                 .entry(namespace.to_owned())
-                .or_insert_with(|| Arc::new(Partition::default())),
+                .or_insert_with(|| Arc::new(Partition::new(self.inner.rotations.clone()))),
         );
         self.inner.generation.send_modify(|g| *g += 1);
         partition

@@ -190,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn namespaces_are_watched_while_they_carry_the_label() {
-        let cache = SecretCache::following_namespaces();
+        let cache = SecretCache::following_namespaces(None);
         let started = Recorded::default();
         let mut follower = Follower {
             cache: cache.clone(),
@@ -227,7 +227,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_admission_waits_for_a_namespace_that_appears_a_moment_later() {
-        let cache = SecretCache::following_namespaces();
+        let cache = SecretCache::following_namespaces(None);
         let mut follower = Follower {
             cache: cache.clone(),
             watches: Recorded::default(),

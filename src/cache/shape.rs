@@ -1,7 +1,10 @@
-//! A Secret as the cache decodes it from the API server: the metadata dbbind reads, the type
-//! and the *names* of the keys. The decoder skips every value, every annotation (where
+//! A Secret as the cache decodes it from the API server: the metadata dbbind reads, the type,
+//! the *names* of the keys and a digest of the data. The decoder skips every annotation (where
 //! `kubectl apply` keeps a copy of the whole Secret) and `managedFields` without materialising
-//! them, so no credential is ever held in memory, not even for the length of one decode.
+//! them. Each value is fed to a SHA-256 digest as the JSON parser hands it over and dropped
+//! there: no value is copied, stored or decoded from base64, and what is kept is 32 bytes per
+//! Secret from which no value can be recovered ([`ContentDigest`]), for restart on rotation
+//! to tell a changed password from a changed label.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -10,7 +13,8 @@ use std::fmt;
 use dbbind_core::secret::OwnerKind;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use sha2::{Digest, Sha256};
 
 /// What the watch receives for each Secret.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -23,6 +27,34 @@ pub struct SecretShape {
     pub owners: Vec<OwnerKind>,
     /// Names of the keys under `data` and `stringData`, unsorted, possibly repeated.
     pub keys: Vec<String>,
+    /// A digest of every key and value under `data` and `stringData`.
+    pub digest: ContentDigest,
+}
+
+/// SHA-256 over a Secret's keys and values, independent of their order. It is compared, never
+/// shown: no `Display`, no `Serialize`, and `Debug` prints nothing of it, so it cannot reach a
+/// log line, a metric or an Event by accident.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContentDigest([u8; 32]);
+
+impl fmt::Debug for ContentDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ContentDigest(..)")
+    }
+}
+
+impl ContentDigest {
+    /// The digest of a Secret whose entries have these digests (one per key and value).
+    fn of_entries(mut entries: Vec<[u8; 32]>) -> ContentDigest {
+        // The API server sends keys sorted, but nothing promises it: sorting the entries'
+        // digests makes the order irrelevant.
+        entries.sort_unstable();
+        let mut all = Sha256::new();
+        for entry in &entries {
+            all.update(entry);
+        }
+        ContentDigest(all.finalize().into())
+    }
 }
 
 impl kube::Resource for SecretShape {
@@ -61,10 +93,17 @@ struct Wire {
     metadata: WireMetadata,
     #[serde(default, rename = "type")]
     secret_type: Option<String>,
-    #[serde(default, deserialize_with = "key_names")]
-    data: Vec<String>,
-    #[serde(default, rename = "stringData", deserialize_with = "key_names")]
-    string_data: Vec<String>,
+    #[serde(default, deserialize_with = "entries")]
+    data: Entries,
+    #[serde(default, rename = "stringData", deserialize_with = "entries")]
+    string_data: Entries,
+}
+
+/// The key names of a map of Secret data, and one digest per key and value.
+#[derive(Default)]
+struct Entries {
+    keys: Vec<String>,
+    digests: Vec<[u8; 32]>,
 }
 
 #[derive(Default, Deserialize)]
@@ -97,8 +136,12 @@ impl From<Wire> for SecretShape {
             labels,
             owner_references,
         } = wire.metadata;
-        let mut keys = wire.data;
-        keys.extend(wire.string_data);
+        let Entries {
+            mut keys,
+            mut digests,
+        } = wire.data;
+        keys.extend(wire.string_data.keys);
+        digests.extend(wire.string_data.digests);
         SecretShape {
             metadata: ObjectMeta {
                 name,
@@ -114,39 +157,112 @@ impl From<Wire> for SecretShape {
                 .map(|owner| OwnerKind::from_api_version(&owner.api_version, &owner.kind))
                 .collect(),
             keys,
+            digest: ContentDigest::of_entries(digests),
         }
     }
 }
 
-/// The keys of a JSON object whose values are skipped unread; `null` is no keys.
-fn key_names<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    struct KeyNames;
+/// The keys of a JSON object, each value fed to a digest with its key and dropped; `null` is
+/// no keys.
+fn entries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::Error> {
+    struct EntriesVisitor;
 
-    impl<'de> Visitor<'de> for KeyNames {
-        type Value = Vec<String>;
+    impl<'de> Visitor<'de> for EntriesVisitor {
+        type Value = Entries;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("an object")
         }
 
-        fn visit_unit<E>(self) -> Result<Vec<String>, E> {
-            Ok(Vec::new())
+        fn visit_unit<E>(self) -> Result<Entries, E> {
+            Ok(Entries::default())
         }
 
-        fn visit_none<E>(self) -> Result<Vec<String>, E> {
-            Ok(Vec::new())
+        fn visit_none<E>(self) -> Result<Entries, E> {
+            Ok(Entries::default())
         }
 
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
-            let mut keys = Vec::with_capacity(map.size_hint().unwrap_or(0));
-            while let Some((key, IgnoredAny)) = map.next_entry::<String, IgnoredAny>()? {
-                keys.push(key);
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+            let capacity = map.size_hint().unwrap_or(0);
+            let mut entries = Entries {
+                keys: Vec::with_capacity(capacity),
+                digests: Vec::with_capacity(capacity),
+            };
+            while let Some(key) = map.next_key::<String>()? {
+                let mut entry = Sha256::new();
+                // Lengths first, so ("ab", "c") and ("a", "bc") differ.
+                entry.update((key.len() as u64).to_le_bytes());
+                entry.update(key.as_bytes());
+                map.next_value_seed(ValueDigest(&mut entry))?;
+                entries.digests.push(entry.finalize().into());
+                entries.keys.push(key);
             }
-            Ok(keys)
+            Ok(entries)
         }
     }
 
-    deserializer.deserialize_any(KeyNames)
+    deserializer.deserialize_any(EntriesVisitor)
+}
+
+/// Feeds one value to a digest as the parser hands it over, without keeping it: a string (the
+/// base64 of `data`, the text of `stringData`); anything else is skipped, as the API server
+/// never sends it.
+struct ValueDigest<'a>(&'a mut Sha256);
+
+impl<'de> DeserializeSeed<'de> for ValueDigest<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueDigest<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<(), E> {
+        self.0.update((value.len() as u64).to_le_bytes());
+        self.0.update(value.as_bytes());
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -195,5 +311,55 @@ mod tests {
         let shape: SecretShape = serde_json::from_value(bookmark).unwrap();
         assert_eq!(shape.metadata.resource_version.as_deref(), Some("7"));
         assert!(shape.keys.is_empty());
+    }
+
+    fn digest_of(value: serde_json::Value) -> ContentDigest {
+        serde_json::from_value::<SecretShape>(value).unwrap().digest
+    }
+
+    #[test]
+    fn the_digest_follows_keys_and_values_only() {
+        let secret = |labels: serde_json::Value, data: serde_json::Value| {
+            serde_json::json!({"metadata": {"name": "db", "namespace": "shop", "labels": labels,
+                "annotations": {"note": "x"}}, "data": data})
+        };
+        let base = digest_of(secret(
+            serde_json::json!({}),
+            serde_json::json!({"username": "YXBw", "password": "c2VjcmV0"}),
+        ));
+        let relabelled = digest_of(secret(
+            serde_json::json!({"team": "shop"}),
+            serde_json::json!({"password": "c2VjcmV0", "username": "YXBw"}),
+        ));
+        assert_eq!(base, relabelled, "labels and key order are not content");
+        let rotated = digest_of(secret(
+            serde_json::json!({}),
+            serde_json::json!({"username": "YXBw", "password": "bmV3"}),
+        ));
+        assert_ne!(base, rotated);
+        let renamed = digest_of(secret(
+            serde_json::json!({}),
+            serde_json::json!({"user": "YXBw", "password": "c2VjcmV0"}),
+        ));
+        assert_ne!(base, renamed);
+        // Key and value boundaries count: {"ab": "c"} is not {"a": "bc"}.
+        assert_ne!(
+            digest_of(secret(
+                serde_json::json!({}),
+                serde_json::json!({"ab": "c"})
+            )),
+            digest_of(secret(
+                serde_json::json!({}),
+                serde_json::json!({"a": "bc"})
+            ))
+        );
+        // stringData counts as data does.
+        let mut written = secret(
+            serde_json::json!({}),
+            serde_json::json!({"username": "YXBw"}),
+        );
+        written["stringData"] = serde_json::json!({"password": "secret"});
+        assert_ne!(digest_of(written), base);
+        assert_eq!(format!("{base:?}"), "ContentDigest(..)");
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::compact::Contents;
 use super::shape::SecretShape;
+use crate::rotation::changed::ChangedSecrets;
 
 /// Helm keeps every release's rendered manifests in a Secret of this type, often hundreds of
 /// KiB each and numerous; no database binding ever points at one, so the API server filters
@@ -26,14 +27,19 @@ pub struct Partition {
 
 impl Default for Partition {
     fn default() -> Partition {
-        Partition {
-            contents: RwLock::default(),
-            synced: watch::Sender::new(false),
-        }
+        Partition::new(None)
     }
 }
 
 impl Partition {
+    /// An empty partition; with `rotations`, a change of a Secret's data is reported there.
+    pub fn new(rotations: Option<Arc<ChangedSecrets>>) -> Partition {
+        Partition {
+            contents: RwLock::new(Contents::reporting(rotations)),
+            synced: watch::Sender::new(false),
+        }
+    }
+
     pub fn get(&self, namespace: &str, name: &str) -> Option<SecretView> {
         self.read().get(namespace, name)
     }

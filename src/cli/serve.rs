@@ -18,6 +18,9 @@ use crate::logging::{self, LogFormat};
 use crate::metrics::Metrics;
 use crate::profiles::SharedProfiles;
 use crate::reload;
+use crate::rotation::changed::ChangedSecrets;
+use crate::rotation::controller::Controller;
+use crate::rotation::leader::LeaseSettings;
 use crate::server::signals::Shutdown;
 use crate::server::{
     ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, WebhookState,
@@ -37,8 +40,37 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub cache: CacheFlags,
     #[command(flatten)]
+    pub rotation: RotationFlags,
+    #[command(flatten)]
     pub log: LogFlags,
 }
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Restart on rotation")]
+pub struct RotationFlags {
+    /// Roll the Deployments, StatefulSets and DaemonSets whose pods opted in with
+    /// dbbind.io/restart-on-rotation when a Secret they read through env changes. Needs patch
+    /// on those kinds, list on pods, get on ReplicaSets and a Lease (chart: rotation.enabled).
+    #[arg(long, env = "DBBIND_RESTART_ON_ROTATION")]
+    pub restart_on_rotation: bool,
+    /// At most one rollout per workload in this interval; rotations meanwhile wait and make
+    /// one rollout.
+    #[arg(long, env = "DBBIND_ROTATION_MIN_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub rotation_min_interval: Duration,
+    /// The Lease, in dbbind's namespace, whose holder is the one replica that acts on
+    /// rotations.
+    #[arg(
+        long,
+        env = "DBBIND_ROTATION_LEASE_NAME",
+        default_value = "dbbind-rotation"
+    )]
+    pub rotation_lease_name: String,
+}
+
+/// How long the rotation Lease is held without renewal, and how long before its end the
+/// holder renews it: a replica that dies is replaced as leader within 15 s.
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+const LEASE_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Secret cache")]
@@ -129,8 +161,8 @@ pub struct TlsFlags {
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "DBBIND_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub tls_reload_interval: Duration,
-    /// Self-managed: dbbind's namespace (default: the service account's in a pod, the
-    /// kubeconfig context's outside one).
+    /// dbbind's namespace, where its certificate Secret (self-managed) and rotation Lease are
+    /// (default: the service account's in a pod, the kubeconfig context's outside one).
     #[arg(long, env = "DBBIND_NAMESPACE")]
     pub namespace: Option<String>,
     /// Self-managed: the webhook Service, whose DNS names the certificate carries.
@@ -241,7 +273,16 @@ async fn serve(
         );
     }
 
-    let secrets = start_cache(&args.cache, &client, &profiles, &metrics, &mut tasks);
+    let restarts = args.rotation.restart_on_rotation;
+    let rotations = restarts.then(|| Arc::new(ChangedSecrets::default()));
+    let secrets = start_cache(
+        &args.cache,
+        &client,
+        &profiles,
+        &metrics,
+        rotations.clone(),
+        &mut tasks,
+    );
     let cache_synced = {
         let secrets = secrets.clone();
         Box::new(move || secrets.is_synced())
@@ -271,7 +312,26 @@ async fn serve(
         &instance,
         Arc::clone(&metrics),
     );
-    tasks.spawn("Event writer", event_writer.run(client));
+    tasks.spawn("Event writer", event_writer.run(client.clone()));
+    if let Some(rotations) = rotations {
+        let controller = Controller::new(
+            client.clone(),
+            rotations,
+            events.clone(),
+            Arc::clone(&metrics),
+            args.rotation.rotation_min_interval,
+        );
+        let lease = LeaseSettings {
+            namespace: dbbind_namespace(args, &client),
+            name: args.rotation.rotation_lease_name.clone(),
+            identity: leader_identity(&instance),
+            duration: LEASE_DURATION,
+            grace: LEASE_GRACE,
+        };
+        tracing::info!(lease = %format!("{}/{}", lease.namespace, lease.name), identity = %lease.identity,
+            "restart on rotation: workloads that opt in are rolled when a Secret they read through env changes");
+        tasks.spawn("rotation controller", controller.run(lease));
+    }
     // Held until serve returns: the router's copy goes when the listener stops, during the
     // drain, and the writer must not end (and be taken for a failed task) before that.
     let _events_open = events.clone();
@@ -282,7 +342,8 @@ async fn serve(
         limits,
     )
     .with_events(events)
-    .with_cache(secrets);
+    .with_cache(secrets)
+    .with_restarts_on_rotation(restarts);
     let server = Server::bind(ServeOptions {
         listen: args.server.listen,
         admin_listen: args.server.admin_listen,
@@ -316,11 +377,12 @@ fn start_cache(
     client: &kube::Client,
     profiles: &SharedProfiles,
     metrics: &Arc<Metrics>,
+    rotations: Option<Arc<ChangedSecrets>>,
     tasks: &mut Tasks,
 ) -> SecretCache {
     let filters = profiles.shape_filter();
     if let Some(selector) = &flags.namespace_selector {
-        let cache = SecretCache::following_namespaces();
+        let cache = SecretCache::following_namespaces(rotations);
         let counted = cache.clone();
         let metrics = Arc::clone(metrics);
         let watches = ClientWatches {
@@ -341,7 +403,7 @@ fn start_cache(
         return cache;
     }
     if flags.watch_namespaces.is_empty() {
-        let (cache, partition) = SecretCache::cluster();
+        let (cache, partition) = SecretCache::cluster(rotations);
         let counted = Arc::clone(&partition);
         let metrics = Arc::clone(metrics);
         tasks.spawn(
@@ -352,7 +414,7 @@ fn start_cache(
         );
         return cache;
     }
-    let (cache, partitions) = SecretCache::namespaces(&flags.watch_namespaces);
+    let (cache, partitions) = SecretCache::namespaces(&flags.watch_namespaces, rotations);
     for (namespace, partition) in partitions {
         let (metrics, counted) = (Arc::clone(metrics), cache.clone());
         tasks.spawn(
@@ -367,6 +429,24 @@ fn start_cache(
     }
     tracing::info!(namespaces = %flags.watch_namespaces.join(","), "watching Secrets in these namespaces only");
     cache
+}
+
+/// dbbind's own namespace: --namespace, else in a pod the service account's, outside one the
+/// kubeconfig context's.
+fn dbbind_namespace(args: &ServeArgs, client: &kube::Client) -> String {
+    args.tls
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned())
+}
+
+/// This replica's name in the rotation Lease: the pod's name with a random suffix, as
+/// client-go's leader election does, so two processes with one host name never both think
+/// they hold it.
+fn leader_identity(instance: &str) -> String {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("{instance}_{random:016x}")
 }
 
 /// Certificates from files when both are given, otherwise self-managed.
@@ -387,12 +467,7 @@ fn start_certificates(
         );
         return Ok(());
     }
-    // In a pod, the service account's namespace; outside, the kubeconfig context's.
-    let namespace = args
-        .tls
-        .namespace
-        .clone()
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let namespace = dbbind_namespace(args, &client);
     let names = SubjectNames::for_service(
         &args.tls.service_name,
         &namespace,

@@ -3,6 +3,7 @@
 //! ([`admission::review`] for Pods, [`workload::review`] for workload templates), and enforces
 //! the limits.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use dbbind_core::admission;
 use dbbind_core::decision::Decision;
+use dbbind_core::message::Warning;
+use dbbind_core::rotation::{self, RESTART_ANNOTATION};
 use dbbind_core::secret::SecretLookup;
 use dbbind_core::workload;
 use kube::core::DynamicObject;
@@ -70,6 +73,9 @@ pub struct WebhookState {
     /// The Secret cache, when the server runs with one: an admission in a namespace whose
     /// Secrets are still being listed waits for them.
     pub cache: Option<SecretCache>,
+    /// Whether `dbbind serve` restarts workloads on rotation: when it does not, an opted-in
+    /// pod or template is warned that nothing will.
+    pub restarts_on_rotation: bool,
     slots: Arc<Semaphore>,
     bodies: BodyBudget,
 }
@@ -88,6 +94,7 @@ impl WebhookState {
             limits,
             events: None,
             cache: None,
+            restarts_on_rotation: false,
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             bodies: BodyBudget::new(limits.max_buffered_bytes.max(limits.max_body_bytes)),
         }
@@ -96,6 +103,12 @@ impl WebhookState {
     /// Records warnings and denials of controller-made pods as Events through `queue`.
     pub fn with_events(mut self, queue: EventQueue) -> WebhookState {
         self.events = Some(queue);
+        self
+    }
+
+    /// Says whether workloads that opt in are restarted on rotation.
+    pub fn with_restarts_on_rotation(mut self, enabled: bool) -> WebhookState {
+        self.restarts_on_rotation = enabled;
         self
     }
 
@@ -221,10 +234,18 @@ fn decide(
 
     let profiles = state.profiles.current();
     let secrets = state.secrets.as_ref();
-    let decision = match webhook {
+    let mut decision = match webhook {
         Webhook::Mutate => admission::review(request, secrets, &profiles),
         Webhook::Validate => workload::review(request, secrets, &profiles),
     };
+    if !state.restarts_on_rotation
+        && asks_for_restarts(request)
+        && let Decision::Allow { warnings, .. } = &mut decision
+    {
+        warnings.push(Warning::new(format!(
+            "{RESTART_ANNOTATION}: this dbbind runs without --restart-on-rotation (chart value rotation.enabled), so nothing restarts this workload when its Secret changes"
+        )));
+    }
     let outcome = Outcome::of(&decision);
     span.record("outcome", outcome.as_str());
     match &decision {
@@ -255,6 +276,28 @@ fn decide(
         offer_events(events, request, &decision);
     }
     Ok((outcome, admission_response(request, decision)))
+}
+
+/// Whether the object (a Pod, or a workload's pod template) opts in to restarts on rotation.
+fn asks_for_restarts(request: &AdmissionRequest<DynamicObject>) -> bool {
+    let Some(object) = &request.object else {
+        return false;
+    };
+    match workload::template_pointer(&request.kind.kind) {
+        Some("") => object
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(rotation::opted_in),
+        Some(pointer) => object
+            .data
+            .pointer(&format!("{pointer}/metadata/annotations"))
+            .and_then(|annotations| {
+                serde_json::from_value::<BTreeMap<String, String>>(annotations.clone()).ok()
+            })
+            .is_some_and(|annotations| rotation::opted_in(&annotations)),
+        None => false,
+    }
 }
 
 /// For a Pod a controller is creating (not a dry run), each warning and a denial as an Event on

@@ -78,7 +78,7 @@ async fn until(condition: impl Fn() -> bool) {
 fn watch_fake_api_server() -> (Arc<SecretCache>, Mock, tokio::task::JoinHandle<()>) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    let (cache, partition) = SecretCache::cluster();
+    let (cache, partition) = SecretCache::cluster(None);
     let filters = tokio::sync::watch::channel(Arc::new(
         dbbind_core::profile::ProfileSet::builtin().shape_filter(),
     ))
@@ -160,7 +160,7 @@ async fn profiles_that_read_another_label_make_the_cache_list_again() {
     use dbbind_core::secret::ShapeFilter;
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    let (cache, partition) = SecretCache::cluster();
+    let (cache, partition) = SecretCache::cluster(None);
     let (filters, receiver) = tokio::sync::watch::channel(Arc::new(ShapeFilter::default()));
     let watching = tokio::spawn(watch::run(
         partition,
@@ -292,7 +292,8 @@ async fn no_secret_value_reaches_a_log_line_at_any_level() {
 fn a_scoped_cache_answers_for_its_namespaces_only_and_syncs_when_all_have() {
     use dbbind_core::secret::ShapeFilter;
     use kube::runtime::watcher::Event;
-    let (scoped, partitions) = SecretCache::namespaces(&["shop".to_owned(), "billing".to_owned()]);
+    let (scoped, partitions) =
+        SecretCache::namespaces(&["shop".to_owned(), "billing".to_owned()], None);
     let partitions: std::collections::BTreeMap<String, _> = partitions.into_iter().collect();
     let in_namespace = |namespace: &str, name: &str| {
         let mut object = secret(name, "1", &["host"]);

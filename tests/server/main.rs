@@ -11,6 +11,7 @@ mod events;
 mod harness;
 mod hostile;
 mod review;
+mod rotation;
 mod router;
 mod self_managed;
 mod shutdown;

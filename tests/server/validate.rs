@@ -150,3 +150,39 @@ async fn pods_sent_to_validate_are_left_to_the_mutating_webhook() {
     assert_eq!(response["allowed"], true);
     assert!(counted(&metrics, "unchanged"));
 }
+
+/// Posts `review` to `path` with restarts on rotation `enabled` or not; the warnings.
+async fn warnings_with_restarts(path: &str, review: &Value, enabled: bool) -> Vec<String> {
+    let state = webhook_state(Limits::default(), Arc::new(Metrics::new()))
+        .with_restarts_on_rotation(enabled);
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(review).unwrap()))
+        .unwrap();
+    let response = webhook::router(state).oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    serde_json::from_value(answer["response"]["warnings"].clone()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_opt_in_to_restarts_is_warned_when_the_controller_is_off() {
+    let off = "dbbind: dbbind.io/restart-on-rotation: this dbbind runs without --restart-on-rotation (chart value rotation.enabled), so nothing restarts this workload when its Secret changes";
+    for fixture in ["create-deployment.json", "create-cronjob.json"] {
+        let mut review = captured(fixture);
+        annotations(&mut review)["dbbind.io/restart-on-rotation"] = json!("true");
+        let warned = warnings_with_restarts("/validate", &review, false).await;
+        assert!(warned.contains(&off.to_owned()), "{fixture}: {warned:?}");
+        let warned = warnings_with_restarts("/validate", &review, true).await;
+        assert!(!warned.contains(&off.to_owned()), "{fixture}: {warned:?}");
+    }
+    // A Pod, at /mutate: its own annotations.
+    let mut review = captured("create-replicaset-pod.json");
+    review["request"]["object"]["metadata"]["annotations"]["dbbind.io/restart-on-rotation"] =
+        json!("true");
+    let warned = warnings_with_restarts("/mutate", &review, false).await;
+    assert!(warned.contains(&off.to_owned()), "{warned:?}");
+    let warned = warnings_with_restarts("/mutate", &review, true).await;
+    assert!(!warned.contains(&off.to_owned()), "{warned:?}");
+}

@@ -45,7 +45,7 @@ pub const BINDING_KEYS: [&str; 13] = [
 /// The key a CA is read from when `dbbind.io/ca` names none.
 pub const DEFAULT_CA_KEY: &str = "ca.crt";
 /// Keys that apply to the whole pod.
-pub const POD_KEYS: [&str; 3] = ["containers", "on-conflict", "inject"];
+pub const POD_KEYS: [&str; 4] = ["containers", "on-conflict", "inject", "restart-on-rotation"];
 const MAX_ALIAS_LEN: usize = 30;
 const SSLMODES: [&str; 6] = [
     "disable",
@@ -125,6 +125,7 @@ pub fn parse_annotations(
     let mut drafts: BTreeMap<Option<String>, Draft> = BTreeMap::new();
     let mut containers = None;
     let mut on_conflict = OnConflict::default();
+    let mut restart_on_rotation = false;
     let mut pod_keys_seen = Vec::new();
 
     for (key, value) in annotations {
@@ -152,6 +153,7 @@ pub fn parse_annotations(
             match base {
                 "containers" => containers = Some(parse_containers(key, value)?),
                 "on-conflict" => on_conflict = parse_on_conflict(key, value)?,
+                "restart-on-rotation" => restart_on_rotation = parse_bool(key, value)?,
                 _ => {} // inject: handled above
             }
             continue;
@@ -197,6 +199,7 @@ pub fn parse_annotations(
         bindings,
         containers,
         on_conflict,
+        restart_on_rotation,
     }))
 }
 

@@ -38,6 +38,8 @@ pub struct BindingRequests {
     /// `dbbind.io/containers`; `None` means every container and init container.
     pub containers: Option<Vec<String>>,
     pub on_conflict: OnConflict,
+    /// `dbbind.io/restart-on-rotation: "true"` (docs/design.md §10).
+    pub restart_on_rotation: bool,
 }
 
 /// One binding: a Secret, how to read it, and what to inject.

@@ -122,13 +122,22 @@ pub struct Workload {
     pub name: String,
 }
 
-/// An object an Event is recorded on: its `apiVersion`, kind and name.
+/// An object an Event is recorded on: its `apiVersion`, kind, name and uid (which `kubectl
+/// describe` matches Events by).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Involved {
     pub namespace: String,
     pub api_version: String,
     pub kind: String,
     pub name: String,
+    pub uid: String,
+}
+
+/// A pod, by name and uid.
+#[derive(Clone, Copy, Debug)]
+pub struct PodRef<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
 }
 
 /// What to do for a pod whose bound Secret rotated.
@@ -146,23 +155,26 @@ pub fn controller_of(owners: &[OwnerReference]) -> Option<&OwnerReference> {
     owners.iter().find(|owner| owner.controller == Some(true))
 }
 
-/// What to restart for a pod named `pod` in `namespace` whose controller reference is `owner`.
+/// What to restart for `pod` in `namespace`, whose controller reference is `owner`.
 /// `replica_set_owner` gives a ReplicaSet's controller reference (the plumbing reads the
 /// ReplicaSet); a ReplicaSet a Deployment owns is rolled through the Deployment.
 pub fn restart_target(
     namespace: &str,
-    pod: &str,
+    pod: PodRef<'_>,
     owner: Option<&OwnerReference>,
     replica_set_owner: impl Fn(&str) -> Option<OwnerReference>,
 ) -> Restart {
-    let involved = |api_version: &str, kind: &str, name: &str| {
+    let involved = |api_version: &str, kind: &str, name: &str, uid: &str| {
         Restart::EventOnly(Involved {
             namespace: namespace.to_owned(),
             api_version: api_version.to_owned(),
             kind: kind.to_owned(),
             name: name.to_owned(),
+            uid: uid.to_owned(),
         })
     };
+    let involved_owner =
+        |owner: &OwnerReference| involved(&owner.api_version, &owner.kind, &owner.name, &owner.uid);
     let rollout = |kind, name: &str| {
         Restart::Rollout(Workload {
             namespace: namespace.to_owned(),
@@ -171,7 +183,7 @@ pub fn restart_target(
         })
     };
     let Some(owner) = owner else {
-        return involved("v1", "Pod", pod);
+        return involved("v1", "Pod", pod.name, pod.uid);
     };
     if let Some(kind) = WorkloadKind::of(owner) {
         return rollout(kind, &owner.name);
@@ -181,12 +193,12 @@ pub fn restart_target(
             Some(top) if WorkloadKind::of(&top) == Some(WorkloadKind::Deployment) => {
                 rollout(WorkloadKind::Deployment, &top.name)
             }
-            Some(top) => involved(&top.api_version, &top.kind, &top.name),
+            Some(top) => involved_owner(&top),
             // A bare ReplicaSet: a new template does not replace its pods.
-            None => involved(&owner.api_version, &owner.kind, &owner.name),
+            None => involved_owner(owner),
         };
     }
-    involved(&owner.api_version, &owner.kind, &owner.name)
+    involved_owner(owner)
 }
 
 /// The merge patch that rolls a Deployment, StatefulSet or DaemonSet: its template annotated
@@ -238,6 +250,12 @@ impl RolloutLimiter {
                 Some((workload, secrets))
             })
             .collect()
+    }
+
+    /// Forgets the rollouts owed and made (leadership lost: the new leader decides).
+    pub fn forget(&mut self) {
+        self.last.clear();
+        self.pending.clear();
     }
 
     /// When the earliest pending rollout becomes due (Unix seconds), if any is pending.

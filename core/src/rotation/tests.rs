@@ -101,15 +101,24 @@ fn the_owner_walk_finds_the_top_controller() {
             api_version: api_version.to_owned(),
             kind: kind.to_owned(),
             name: name.to_owned(),
+            uid: format!("uid-{name}"),
         })
     };
 
     // ReplicaSet → Deployment.
     let rs = owner("apps/v1", "ReplicaSet", "orders-7d9f", true);
-    let target = restart_target("shop", "orders-7d9f-x", Some(&rs), |name| {
-        assert_eq!(name, "orders-7d9f");
-        Some(owner("apps/v1", "Deployment", "orders", true))
-    });
+    let target = restart_target(
+        "shop",
+        PodRef {
+            name: "orders-7d9f-x",
+            uid: "uid-orders-7d9f-x",
+        },
+        Some(&rs),
+        |name| {
+            assert_eq!(name, "orders-7d9f");
+            Some(owner("apps/v1", "Deployment", "orders", true))
+        },
+    );
     assert_eq!(target, rollout(WorkloadKind::Deployment, "orders"));
 
     for (kind, expected) in [
@@ -118,7 +127,15 @@ fn the_owner_walk_finds_the_top_controller() {
     ] {
         let direct = owner("apps/v1", kind, "db-client", true);
         assert_eq!(
-            restart_target("shop", "p", Some(&direct), no_lookup),
+            restart_target(
+                "shop",
+                PodRef {
+                    name: "p",
+                    uid: "uid-p"
+                },
+                Some(&direct),
+                no_lookup
+            ),
             rollout(expected, "db-client")
         );
     }
@@ -126,31 +143,66 @@ fn the_owner_walk_finds_the_top_controller() {
     // What dbbind cannot roll gets an Event: a bare Pod, a Job, a bare ReplicaSet, a ReplicaSet
     // of another controller (an Argo Rollout), a custom controller.
     assert_eq!(
-        restart_target("shop", "lonely", None, no_lookup),
+        restart_target(
+            "shop",
+            PodRef {
+                name: "lonely",
+                uid: "uid-lonely"
+            },
+            None,
+            no_lookup
+        ),
         event("v1", "Pod", "lonely")
     );
     let job = owner("batch/v1", "Job", "nightly-123", true);
     assert_eq!(
-        restart_target("shop", "p", Some(&job), no_lookup),
+        restart_target(
+            "shop",
+            PodRef {
+                name: "p",
+                uid: "uid-p"
+            },
+            Some(&job),
+            no_lookup
+        ),
         event("batch/v1", "Job", "nightly-123")
     );
     assert_eq!(
-        restart_target("shop", "p", Some(&rs), |_| None),
+        restart_target(
+            "shop",
+            PodRef {
+                name: "p",
+                uid: "uid-p"
+            },
+            Some(&rs),
+            |_| None
+        ),
         event("apps/v1", "ReplicaSet", "orders-7d9f")
     );
     assert_eq!(
-        restart_target("shop", "p", Some(&rs), |_| Some(owner(
-            "argoproj.io/v1alpha1",
-            "Rollout",
-            "orders",
-            true
-        ))),
+        restart_target(
+            "shop",
+            PodRef {
+                name: "p",
+                uid: "uid-p"
+            },
+            Some(&rs),
+            |_| Some(owner("argoproj.io/v1alpha1", "Rollout", "orders", true))
+        ),
         event("argoproj.io/v1alpha1", "Rollout", "orders")
     );
     // A kind of the same name in another group is not apps/v1's.
     let lookalike = owner("example.com/v1", "Deployment", "x", true);
     assert_eq!(
-        restart_target("shop", "p", Some(&lookalike), no_lookup),
+        restart_target(
+            "shop",
+            PodRef {
+                name: "p",
+                uid: "uid-p"
+            },
+            Some(&lookalike),
+            no_lookup
+        ),
         event("example.com/v1", "Deployment", "x")
     );
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-const KNOWN: &str = "dbbind.io/secret[.<alias>], dbbind.io/profile[.<alias>], dbbind.io/host[.<alias>], dbbind.io/port[.<alias>], dbbind.io/database[.<alias>], dbbind.io/user[.<alias>], dbbind.io/sslmode[.<alias>], dbbind.io/keys[.<alias>], dbbind.io/env[.<alias>], dbbind.io/files[.<alias>], dbbind.io/endpoint[.<alias>], dbbind.io/ca[.<alias>], dbbind.io/client-cert[.<alias>], dbbind.io/containers, dbbind.io/on-conflict, dbbind.io/inject";
+const KNOWN: &str = "dbbind.io/secret[.<alias>], dbbind.io/profile[.<alias>], dbbind.io/host[.<alias>], dbbind.io/port[.<alias>], dbbind.io/database[.<alias>], dbbind.io/user[.<alias>], dbbind.io/sslmode[.<alias>], dbbind.io/keys[.<alias>], dbbind.io/env[.<alias>], dbbind.io/files[.<alias>], dbbind.io/endpoint[.<alias>], dbbind.io/ca[.<alias>], dbbind.io/client-cert[.<alias>], dbbind.io/containers, dbbind.io/on-conflict, dbbind.io/inject, dbbind.io/restart-on-rotation";
 
 /// Annotations on a pod with containers `app` and `sidecar`, in namespace `shop` where the
 /// fixture Secrets `orders-db-conn` (generic) and `orders-db-master` (rds, no host) exist.
@@ -486,4 +486,53 @@ fn pods_that_ask_for_nothing_are_left_alone() {
         let decision = decide(&pod(annotations, &["app"]), "shop", &store);
         assert_eq!(decision, Decision::unchanged(), "{annotations:?}");
     }
+}
+
+#[test]
+fn restart_on_rotation_is_a_pod_key_and_files_only_is_warned() {
+    let store = store_of(&[&fixture_secret("generic-external.yaml")]);
+    let by_env = pod(
+        &[
+            ("dbbind.io/secret", "orders-db-conn"),
+            ("dbbind.io/restart-on-rotation", "true"),
+        ],
+        &["app"],
+    );
+    let decision = decide(&by_env, "shop", &store);
+    assert!(
+        !warnings(&decision)
+            .iter()
+            .any(|warning| warning.contains("restart-on-rotation")),
+        "{:?}",
+        warnings(&decision)
+    );
+    assert!(patch_ops(&decision) > 0);
+
+    let files_only = pod(
+        &[
+            ("dbbind.io/secret", "orders-db-conn"),
+            ("dbbind.io/env", "none"),
+            ("dbbind.io/files", "true"),
+            ("dbbind.io/restart-on-rotation", "true"),
+        ],
+        &["app"],
+    );
+    assert_eq!(
+        warnings(&decide(&files_only, "shop", &store))[0],
+        "dbbind: dbbind.io/restart-on-rotation: this pod binds by files only, which the kubelet updates in place when the Secret changes; no restart is needed and none will be made"
+    );
+
+    let bad = pod(
+        &[
+            ("dbbind.io/secret", "orders-db-conn"),
+            ("dbbind.io/restart-on-rotation", "yes"),
+        ],
+        &["app"],
+    );
+    assert_eq!(
+        denial(&decide(&bad, "shop", &store)),
+        "dbbind: annotation \"dbbind.io/restart-on-rotation\": \"yes\" is not allowed; use \"true\" or \"false\""
+    );
+    let alone = pod(&[("dbbind.io/restart-on-rotation", "true")], &["app"]);
+    assert!(denial(&decide(&alone, "shop", &store)).contains("no binding is declared"));
 }
