@@ -58,15 +58,38 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .ok_or_else(|| Error::new(format!("no VmRSS for process {pid}")))
 }
 
+/// The flags of the suite's dbbind replicas.
+const SUITE_FLAGS: &[&str] = &[
+    "--namespace-selector=dbbind.io/inject=enabled",
+    "--restart-on-rotation",
+];
+
 impl Dbbind {
-    /// Writes certificates for 127.0.0.1, starts `dbbind serve` as the chart runs it (Secrets
-    /// cached in opted-in namespaces only), waits for /readyz.
+    /// Writes certificates for 127.0.0.1, starts `dbbind serve` as the chart runs it with
+    /// `rotation.enabled` (Secrets cached in opted-in namespaces only, restart on rotation
+    /// on), waits for /readyz.
     pub fn start(plane: &ControlPlane) -> Result<Dbbind> {
-        Dbbind::start_binary(
-            plane,
-            &tools::dbbind()?,
-            &["--namespace-selector=dbbind.io/inject=enabled"],
-        )
+        Dbbind::start_binary(plane, &tools::dbbind()?, SUITE_FLAGS)
+    }
+
+    /// Another replica beside the one [`Dbbind::start`] started: the same flags and
+    /// certificate files, its own ports, not registered as the webhook (the API server calls
+    /// the first); it watches, and takes part in the rotation Lease.
+    pub fn start_replica(plane: &ControlPlane, name: &str) -> Result<Dbbind> {
+        let certs = plane.dir.path().join("dbbind-certs");
+        let mut flags: Vec<String> = SUITE_FLAGS.iter().map(|flag| flag.to_string()).collect();
+        flags.push(format!(
+            "--tls-cert-file={}",
+            certs.join("tls.crt").display()
+        ));
+        flags.push(format!(
+            "--tls-key-file={}",
+            certs.join("tls.key").display()
+        ));
+        let mut dbbind = Dbbind::spawn(plane, &tools::dbbind()?, name, &flags)?;
+        dbbind.ca_pem = std::fs::read_to_string(certs.join("ca.crt"))?;
+        dbbind.wait_ready()?;
+        Ok(dbbind)
     }
 
     /// `binary serve` with these extra flags; [`Dbbind::ready_after`] says how long /readyz
@@ -228,6 +251,15 @@ impl Dbbind {
             .filter(|line| line.starts_with("dbbind_admission_requests_total{webhook=\"mutate\","))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
             .sum())
+    }
+
+    /// The value of an unlabelled counter or gauge, e.g. `dbbind_rollouts_total`.
+    pub fn metric(&self, name: &str) -> Result<u64> {
+        let (_, metrics) = self.admin_get("/metrics")?;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .ok_or_else(|| Error::new(format!("no metric {name}")))
     }
 
     /// `dbbind_secret_cache_objects`: the Secrets in the watch cache.

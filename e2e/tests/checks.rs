@@ -10,6 +10,7 @@ use dbbind_e2e::{Error, Result};
 use serde_json::{Value, json};
 
 mod node;
+mod rotation;
 
 type Check = for<'a> fn(&'a mut Environment) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
 
@@ -59,6 +60,10 @@ pub const ALL: &[(&str, Check)] = &[
     (
         "a_non_root_app_reads_its_files_with_and_without_fs_group",
         |e| Box::pin(node::file_modes(e)),
+    ),
+    (
+        "a_rotated_password_rolls_the_opted_in_deployment_once_and_nothing_else",
+        |e| Box::pin(rotation::restart_on_rotation(e)),
     ),
     (
         "admission_review_fixtures_have_the_api_servers_shape",

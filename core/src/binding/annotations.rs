@@ -25,6 +25,9 @@ pub const BINDINGS_ANNOTATION: &str = "dbbind.io/bindings";
 /// Prefix of the annotations dbbind writes for literal file entries:
 /// `dbbind.io/value.<binding>.<entry>`, read back by the downward API.
 pub const VALUE_ANNOTATION: &str = "dbbind.io/value.";
+/// Written by dbbind on a workload's template when a Secret its pods read rotated (see
+/// [`crate::rotation`]); its pods carry it too.
+pub const RESTARTED_AT_ANNOTATION: &str = "dbbind.io/restartedAt";
 
 /// Keys that take an optional `.<alias>` suffix.
 pub const BINDING_KEYS: [&str; 13] = [
@@ -205,7 +208,10 @@ pub fn parse_annotations(
 
 /// Annotations dbbind writes itself: reading them back is never an input error.
 fn is_own_output(key: &str) -> bool {
-    key == STATUS_ANNOTATION || key == BINDINGS_ANNOTATION || key.starts_with(VALUE_ANNOTATION)
+    key == STATUS_ANNOTATION
+        || key == BINDINGS_ANNOTATION
+        || key == RESTARTED_AT_ANNOTATION
+        || key.starts_with(VALUE_ANNOTATION)
 }
 
 fn known_keys() -> String {

@@ -10,7 +10,8 @@ use std::fmt;
 
 pub use annotations::{
     ANNOTATION_PREFIX, AnnotationError, BINDING_KEYS, BINDINGS_ANNOTATION, POD_KEYS,
-    STATUS_ANNOTATION, STATUS_INJECTED, VALUE_ANNOTATION, parse_annotations,
+    RESTARTED_AT_ANNOTATION, STATUS_ANNOTATION, STATUS_INJECTED, VALUE_ANNOTATION,
+    parse_annotations,
 };
 pub use resolve::{ResolvedBinding, ValueSource, resolve};
 pub use tls::TlsSource;

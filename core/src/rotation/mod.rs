@@ -19,8 +19,9 @@ use crate::binding::BINDINGS_ANNOTATION;
 /// The pod-template annotation that opts a workload in.
 pub const RESTART_ANNOTATION: &str = "dbbind.io/restart-on-rotation";
 /// The template annotation whose change rolls a workload, as `kubectl rollout restart` does
-/// with `kubectl.kubernetes.io/restartedAt`.
-pub const RESTARTED_AT_ANNOTATION: &str = "dbbind.io/restartedAt";
+/// with `kubectl.kubernetes.io/restartedAt`; dbbind's own output, so never an unknown
+/// annotation when its pods come back to the webhook.
+pub use crate::binding::RESTARTED_AT_ANNOTATION;
 
 /// Whether a pod's annotations opt it in: exactly `"true"`.
 pub fn opted_in(annotations: &BTreeMap<String, String>) -> bool {

@@ -533,6 +533,17 @@ fn restart_on_rotation_is_a_pod_key_and_files_only_is_warned() {
         denial(&decide(&bad, "shop", &store)),
         "dbbind: annotation \"dbbind.io/restart-on-rotation\": \"yes\" is not allowed; use \"true\" or \"false\""
     );
+    // dbbind's own rollout annotation comes back on the template and its pods: never unknown
+    // (found on the real node: the workload check denied dbbind's own rollout patch).
+    let rolled = pod(
+        &[
+            ("dbbind.io/secret", "orders-db-conn"),
+            ("dbbind.io/restart-on-rotation", "true"),
+            ("dbbind.io/restartedAt", "2026-12-02T16:00:45Z"),
+        ],
+        &["app"],
+    );
+    assert!(patch_ops(&decide(&rolled, "shop", &store)) > 0);
     let alone = pod(&[("dbbind.io/restart-on-rotation", "true")], &["app"]);
     assert!(denial(&decide(&alone, "shop", &store)).contains("no binding is declared"));
 }

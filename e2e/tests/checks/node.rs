@@ -13,7 +13,7 @@ use super::{apply_secret, kubectl};
 
 /// The host name in external-generic's Secret, which the checks' pods resolve to the shared
 /// server.
-const GENERIC_HOST: &str = "pg-prod-01.db.internal.example.com";
+pub const GENERIC_HOST: &str = "pg-prod-01.db.internal.example.com";
 
 /// The host names the checks' pods resolve to the shared server: external-generic's, and
 /// CloudNativePG's read-only Service, but not its primary's (`pg-main-rw`), so a pod that
