@@ -25,8 +25,8 @@ pub const BINDINGS_ANNOTATION: &str = "dbbind.io/bindings";
 /// Prefix of the annotations dbbind writes for literal file entries:
 /// `dbbind.io/value.<binding>.<entry>`, read back by the downward API.
 pub const VALUE_ANNOTATION: &str = "dbbind.io/value.";
-/// Written by dbbind on a workload's template when a Secret its pods read rotated (see
-/// [`crate::rotation`]); its pods carry it too.
+/// Written by dbbind on a workload's template when a Secret its pods read rotated
+/// (docs/design.md §10); its pods carry it too.
 pub const RESTARTED_AT_ANNOTATION: &str = "dbbind.io/restartedAt";
 
 /// Keys that take an optional `.<alias>` suffix.
