@@ -172,6 +172,29 @@ fn benchmarks(c: &mut Criterion) {
     c.bench_function("decision alone: review() on a decoded request", |b| {
         b.iter(|| black_box(review(black_box(&request), &store, &profiles)))
     });
+
+    // One Secret watch event (a CloudNativePG app Secret, nine keys, as JSON with a
+    // last-applied annotation): parsing it and keeping nothing is the floor any watch pays;
+    // the cache's decoder keeps the names and digests the values for restart on rotation.
+    let mut secret: serde_json::Value =
+        serde_yaml_ng::from_slice(&fixture("tests/fixtures/secrets/cnpg-app.yaml"))
+            .expect("secret");
+    secret["metadata"]["annotations"] = serde_json::json!({
+        "kubectl.kubernetes.io/last-applied-configuration": secret.to_string(),
+    });
+    let event = serde_json::to_vec(&secret).expect("json");
+    c.bench_function("Secret event floor: parse, keep nothing", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&event)).expect("json"),
+            )
+        })
+    });
+    c.bench_function("Secret event: decode the shape, digest the data", |b| {
+        b.iter(|| {
+            black_box(serde_json::from_slice::<SecretShape>(black_box(&event)).expect("shape"))
+        })
+    });
 }
 
 criterion_group!(benches, benchmarks);

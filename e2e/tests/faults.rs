@@ -104,6 +104,10 @@ impl Faults {
             "--profiles-reload-interval=1s",
             // Everything any crate logs, for the canary sweep.
             "--log-level=trace",
+            // Restart on rotation too, under the canary sweep's eyes (its own Lease: the
+            // leader-election trial uses the default one).
+            "--restart-on-rotation",
+            "--rotation-lease-name=dbbind-replicas-rotation",
         ]
         .map(String::from)
         .into_iter()
@@ -981,6 +985,69 @@ async fn canary_sweep(faults: &mut Faults) -> Result<()> {
             .kubectl_run(&["get", "events", "-n", CANARY, "-o", "json"], None)?;
         Ok(events.stdout.contains("BindingDenied"))
     })?;
+
+    // Restart on rotation: an opted-in Deployment reading the generic Secret through env (its
+    // pod is bound and stays Pending: no node) is rolled when the password becomes a new
+    // marker; the digest, the pod list and the patch must not leak it either.
+    let rotated_deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "canary-rotated", "namespace": CANARY},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "canary-rotated"}},
+            "template": {"metadata": {"labels": {"app": "canary-rotated"},
+                "annotations": {"dbbind.io/secret": GENERIC_SECRET, "dbbind.io/restart-on-rotation": "true"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]}}}});
+    let applied = faults
+        .plane
+        .kubectl_run(&["apply", "-f", "-"], Some(&rotated_deployment.to_string()))?;
+    seen.push_str(&applied.stdout);
+    seen.push_str(&applied.stderr);
+    wait_until(
+        "the opted-in Deployment's bound pod",
+        Duration::from_secs(30),
+        || {
+            let pods = faults.plane.kubectl_run(
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    CANARY,
+                    "-l",
+                    "app=canary-rotated",
+                    "-o",
+                    "json",
+                ],
+                None,
+            )?;
+            Ok(pods.stdout.contains("dbbind.io/bindings"))
+        },
+    )?;
+    let rotated_marker = "CANARYROTq99Z".to_owned();
+    let mut generic = secrets
+        .iter()
+        .find(|(_, secret)| secret["metadata"]["name"] == GENERIC_SECRET)
+        .map(|(_, secret)| secret.clone())
+        .ok_or_else(|| Error::new("no generic Secret in the sweep"))?;
+    generic["data"]["password"] = json!(STANDARD.encode(&rotated_marker));
+    markers.push(rotated_marker);
+    apply(&faults.plane, &generic.to_string())?;
+    wait_until(
+        "the rollout of the opted-in Deployment",
+        Duration::from_secs(30),
+        || {
+            let deployment = faults.plane.kubectl_run(
+                &[
+                    "get",
+                    "deployment",
+                    "canary-rotated",
+                    "-n",
+                    CANARY,
+                    "-o",
+                    "json",
+                ],
+                None,
+            )?;
+            Ok(deployment.stdout.contains("dbbind.io/restartedAt"))
+        },
+    )?;
 
     // The sweep is only worth something if the markers are in the cluster and the logs are
     // at trace level (every request and watch event the replicas saw).

@@ -3,7 +3,6 @@
 //! ([`admission::review`] for Pods, [`workload::review`] for workload templates), and enforces
 //! the limits.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -289,13 +288,15 @@ fn asks_for_restarts(request: &AdmissionRequest<DynamicObject>) -> bool {
             .annotations
             .as_ref()
             .is_some_and(rotation::opted_in),
-        Some(pointer) => object
-            .data
-            .pointer(&format!("{pointer}/metadata/annotations"))
-            .and_then(|annotations| {
-                serde_json::from_value::<BTreeMap<String, String>>(annotations.clone()).ok()
-            })
-            .is_some_and(|annotations| rotation::opted_in(&annotations)),
+        // The annotation's key, escaped for a JSON pointer ("/" is "~1").
+        Some(pointer) => {
+            let key = RESTART_ANNOTATION.replace('/', "~1");
+            object
+                .data
+                .pointer(&format!("{pointer}/metadata/annotations/{key}"))
+                .and_then(serde_json::Value::as_str)
+                == Some("true")
+        }
         None => false,
     }
 }
