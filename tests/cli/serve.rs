@@ -286,3 +286,50 @@ fn self_managed_certificates_default_to_the_kubeconfig_namespace_outside_a_pod()
     let _ = child.wait();
     assert_eq!(line["namespace"], "from-kubeconfig", "{line}");
 }
+
+/// With restart on rotation and an API server that refuses: the Lease is in the kubeconfig's
+/// namespace, joining it is retried with a warning, and admission serving is not held up.
+#[test]
+fn restart_on_rotation_retries_the_election_without_holding_up_serving() {
+    let temporary = tempfile::tempdir().unwrap();
+    let certs = temporary.path().join("certs");
+    let made = dbbind(&["certs", "--out-dir", certs.to_str().unwrap()], "");
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let kubeconfig = unreachable_kubeconfig(temporary.path());
+    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+    let (mut child, lines) = start_serve(
+        &[
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--restart-on-rotation",
+        ],
+        &kubeconfig,
+    );
+    let started = wait_for_log(
+        &lines,
+        "restart on rotation: workloads that opt in are rolled when a Secret they read through env changes",
+    );
+    assert_eq!(started["lease"], "from-kubeconfig/dbbind-rotation");
+    wait_for_log(&lines, "serving");
+    let retried = wait_for_log(&lines, "cannot join the rotation leader election; retrying");
+    assert_eq!(retried["level"], "WARN");
+    assert!(child.try_wait().unwrap().is_none(), "serve exited");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // The chart sets the flag through its variable: only true or false.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_dbbind"))
+        .arg("serve")
+        .env("DBBIND_RESTART_ON_ROTATION", "yes please")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("invalid value 'yes please' for '--restart-on-rotation'"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
