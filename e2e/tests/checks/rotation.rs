@@ -6,7 +6,8 @@
 //! - the Deployment that did not opt in keeps its pod;
 //! - the files-only Deployment (opted in, warned at `kubectl apply` that no restart is needed)
 //!   keeps its pod, which reads the new password from the file the kubelet updated and
-//!   connects with it.
+//!   connects with it;
+//! - the opted-in Job keeps its pod and gets a `RotationNotRestartable` Event instead.
 
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,7 @@ async fn check(environment: &mut Environment, second: &Dbbind) -> Result<()> {
         json!({}),
     )
     .await?;
+    let job_pod = apply_job(environment).await?;
     let (files_pod, files_warnings) = apply_files_app(environment).await?;
     if !files_warnings.contains("binds by files only") {
         return Err(Error::new(format!(
@@ -201,7 +203,11 @@ async fn check(environment: &mut Environment, second: &Dbbind) -> Result<()> {
 
     // Give a second rollout, if any were coming, time to show.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for (app, pod) in [("kept", &kept_pod), ("files", &files_pod)] {
+    for (app, pod) in [
+        ("kept", &kept_pod),
+        ("files", &files_pod),
+        ("job", &job_pod),
+    ] {
         let now = pods.get(pod).await?;
         let restarts: i32 = now
             .status
@@ -248,22 +254,35 @@ async fn check(environment: &mut Environment, second: &Dbbind) -> Result<()> {
             "{rollouts} rollouts across the two replicas (rotations seen: {seen:?}); expected one rollout, both replicas seeing the rotation"
         )));
     }
-    let events = kubectl(
-        environment,
-        &[
-            "get",
-            "events",
-            "-n",
-            NAMESPACE,
-            "--field-selector",
-            "reason=SecretRotated",
-            "-o",
-            "json",
-        ],
-        "",
-    )?;
-    let events: serde_json::Value = serde_json::from_str(&events.stdout)?;
-    let items = events["items"].as_array().cloned().unwrap_or_default();
+    let events_of = |reason: &str| -> Result<Vec<serde_json::Value>> {
+        let selector = format!("reason={reason}");
+        let events = kubectl(
+            environment,
+            &[
+                "get",
+                "events",
+                "-n",
+                NAMESPACE,
+                "--field-selector",
+                &selector,
+                "-o",
+                "json",
+            ],
+            "",
+        )?;
+        let events: serde_json::Value = serde_json::from_str(&events.stdout)?;
+        Ok(events["items"].as_array().cloned().unwrap_or_default())
+    };
+    let not_restartable = events_of("RotationNotRestartable")?;
+    if not_restartable.len() != 1
+        || not_restartable[0]["involvedObject"]["kind"] != "Job"
+        || not_restartable[0]["involvedObject"]["name"] != "job"
+    {
+        return Err(Error::new(format!(
+            "expected one RotationNotRestartable Event, on the Job: {not_restartable:?}"
+        )));
+    }
+    let items = events_of("SecretRotated")?;
     let about_rolled = items
         .iter()
         .filter(|event| event["involvedObject"]["name"] == "rolled")
@@ -279,6 +298,45 @@ async fn check(environment: &mut Environment, second: &Dbbind) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A Job of the app reading the binding through env, opted in, its pod holding its
+/// connection: dbbind cannot roll it.
+async fn apply_job(environment: &Environment) -> Result<String> {
+    let annotations = json!({"dbbind.io/secret": "rotating-db", "dbbind.io/profile": "generic",
+        "dbbind.io/restart-on-rotation": "true"});
+    let ways = [Way {
+        binding: "db".to_owned(),
+        prefix: String::new(),
+        kind: "postgres",
+    }];
+    let deployment = workload::app_deployment(
+        "job",
+        &annotations,
+        &ways,
+        SHARED_ADDRESS,
+        &[GENERIC_HOST],
+        json!({"restartPolicy": "Never"}),
+    );
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job"},
+        "spec": {"backoffLimit": 0, "template": deployment["spec"]["template"]}});
+    kubectl(
+        environment,
+        &["apply", "-n", NAMESPACE, "-f", "-"],
+        &job.to_string(),
+    )?;
+    let client = environment.plane.client().await?;
+    let pod = workload::wait_for_pod(&client, NAMESPACE, "job").await?;
+    let name = pod.metadata.name.unwrap_or_default();
+    workload::wait_running(
+        &environment.plane,
+        &environment.node,
+        &client,
+        NAMESPACE,
+        &name,
+    )
+    .await?;
+    Ok(name)
 }
 
 fn files_way() -> Way {
