@@ -76,6 +76,10 @@ pub const ALL: &[(&str, Check)] = &[
         "every_chart_mode_and_webhook_config_pass_server_side_validation",
         |e| Box::pin(server_side_validation(e)),
     ),
+    (
+        "the_charts_rotation_rbac_grants_the_controllers_calls_and_no_more",
+        |e| Box::pin(rotation_rbac(e)),
+    ),
     ("sigterm_drains_then_opted_in_pods_fail_closed", |e| {
         Box::pin(stopped(e))
     }),
@@ -975,6 +979,111 @@ async fn chart_webhook_binds(environment: &mut Environment) -> Result<()> {
 /// The other certificate modes and webhook-config/ pass the API server's validation (a
 /// server-side dry run creates nothing). cert-manager's objects need its CRDs, which this
 /// cluster does not have: that mode is checked for everything else.
+/// The RBAC `rotation.enabled` adds, applied to the API server and asked with `kubectl auth
+/// can-i --as` the chart's service account: every call the rotation controller makes is
+/// allowed (list pods, get ReplicaSets, patch the three workload kinds, create Events, take and
+/// renew its Lease), and neighbouring ones are not (delete or update workloads, another Lease,
+/// a Lease elsewhere, writing Secrets).
+async fn rotation_rbac(environment: &mut Environment) -> Result<()> {
+    let namespace = "e2e-rbac";
+    kubectl(environment, &["create", "namespace", namespace], "")?;
+    let rendered = helm(
+        environment,
+        &[
+            "template",
+            "rbac",
+            "charts/dbbind",
+            "--namespace",
+            namespace,
+            "--kube-version",
+            "1.36.3",
+            "--set",
+            "rotation.enabled=true",
+        ],
+    )?;
+    for object in dbbind_e2e::yaml_documents(&rendered)? {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        if [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        ]
+        .contains(&kind)
+        {
+            kubectl(
+                environment,
+                &["apply", "-n", namespace, "-f", "-"],
+                &object.to_string(),
+            )?;
+        }
+    }
+    let account = format!("--as=system:serviceaccount:{namespace}:rbac-dbbind");
+    let workloads = "e2e-rotation";
+    let asks: [(&str, &str, &str, bool); 14] = [
+        ("list", "pods", workloads, true),
+        ("get", "replicasets.apps", workloads, true),
+        ("patch", "deployments.apps", workloads, true),
+        ("patch", "statefulsets.apps", workloads, true),
+        ("patch", "daemonsets.apps", workloads, true),
+        ("create", "events.events.k8s.io", workloads, true),
+        ("create", "leases.coordination.k8s.io", namespace, true),
+        (
+            "get",
+            "leases.coordination.k8s.io/rbac-dbbind-rotation",
+            namespace,
+            true,
+        ),
+        (
+            "patch",
+            "leases.coordination.k8s.io/rbac-dbbind-rotation",
+            namespace,
+            true,
+        ),
+        (
+            "patch",
+            "leases.coordination.k8s.io/another-lease",
+            namespace,
+            false,
+        ),
+        ("create", "leases.coordination.k8s.io", workloads, false),
+        ("delete", "pods", workloads, false),
+        ("update", "deployments.apps", workloads, false),
+        ("patch", "secrets", workloads, false),
+    ];
+    let mut wrong = Vec::new();
+    for (verb, resource, in_namespace, expected) in asks {
+        let answer = environment.plane.kubectl_run(
+            &[
+                "auth",
+                "can-i",
+                verb,
+                resource,
+                "-n",
+                in_namespace,
+                &account,
+            ],
+            None,
+        )?;
+        let allowed = answer.stdout.trim() == "yes";
+        if allowed != expected {
+            wrong.push(format!(
+                "{verb} {resource} in {in_namespace}: {} ({})",
+                answer.stdout.trim(),
+                answer.stderr.trim()
+            ));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::new(format!(
+            "the chart's rotation RBAC is wrong: {wrong:?}"
+        )))
+    }
+}
+
 async fn server_side_validation(environment: &mut Environment) -> Result<()> {
     use base64::Engine;
     kubectl(environment, &["create", "namespace", "e2e-validate"], "")?;
