@@ -1,9 +1,9 @@
 //! The cache's memory layout. A cluster's Secrets repeat themselves: the same few types, the
 //! same key sets (every CloudNativePG app Secret has the same nine keys), the same label sets.
-//! Each of those is stored once and shared ([`Interner`]); a Secret costs its name and five
+//! Each of those is stored once and shared ([`Interner`]); a Secret costs its name and six
 //! pointers. Labels and owners the profiles do not read are not kept at all ([`ShapeFilter`]).
-//! With restart on rotation on, a Secret also keeps the digest of its data, and a change of
-//! digest is reported ([`ChangedSecrets`]).
+//! With restart on rotation on, a Secret also keeps the digest of its data (32 bytes behind
+//! the sixth pointer), and a change of digest is reported ([`ChangedSecrets`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
