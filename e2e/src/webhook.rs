@@ -76,20 +76,7 @@ impl Dbbind {
     /// certificate files, its own ports, not registered as the webhook (the API server calls
     /// the first); it watches, and takes part in the rotation Lease.
     pub fn start_replica(plane: &ControlPlane, name: &str) -> Result<Dbbind> {
-        let certs = plane.dir.path().join("dbbind-certs");
-        let mut flags: Vec<String> = SUITE_FLAGS.iter().map(|flag| flag.to_string()).collect();
-        flags.push(format!(
-            "--tls-cert-file={}",
-            certs.join("tls.crt").display()
-        ));
-        flags.push(format!(
-            "--tls-key-file={}",
-            certs.join("tls.key").display()
-        ));
-        let mut dbbind = Dbbind::spawn(plane, &tools::dbbind()?, name, &flags)?;
-        dbbind.ca_pem = std::fs::read_to_string(certs.join("ca.crt"))?;
-        dbbind.wait_ready()?;
-        Ok(dbbind)
+        Dbbind::start_with_certificate_files(plane, &tools::dbbind()?, name, SUITE_FLAGS)
     }
 
     /// `binary serve` with these extra flags; [`Dbbind::ready_after`] says how long /readyz
@@ -119,16 +106,26 @@ impl Dbbind {
                 String::from_utf8_lossy(&made.stderr)
             )));
         }
+        Dbbind::start_with_certificate_files(plane, binary, "dbbind", flags)
+    }
+
+    /// `binary serve` named `name` with these flags and the certificate files
+    /// [`Dbbind::start_binary`] wrote; waits for /readyz.
+    fn start_with_certificate_files(
+        plane: &ControlPlane,
+        binary: &std::path::Path,
+        name: &str,
+        flags: &[&str],
+    ) -> Result<Dbbind> {
+        let certs = plane.dir.path().join("dbbind-certs");
         let mut flags: Vec<String> = flags.iter().map(|flag| flag.to_string()).collect();
-        flags.push(format!(
-            "--tls-cert-file={}",
-            certs.join("tls.crt").display()
-        ));
-        flags.push(format!(
-            "--tls-key-file={}",
-            certs.join("tls.key").display()
-        ));
-        let mut dbbind = Dbbind::spawn(plane, binary, "dbbind", &flags)?;
+        for (flag, file) in [
+            ("--tls-cert-file", "tls.crt"),
+            ("--tls-key-file", "tls.key"),
+        ] {
+            flags.push(format!("{flag}={}", certs.join(file).display()));
+        }
+        let mut dbbind = Dbbind::spawn(plane, binary, name, &flags)?;
         dbbind.ca_pem = std::fs::read_to_string(certs.join("ca.crt"))?;
         dbbind.wait_ready()?;
         Ok(dbbind)

@@ -825,6 +825,21 @@ fn canary_secrets() -> Result<(Vec<ExampleSecret>, Vec<String>)> {
     Ok((secrets, markers))
 }
 
+/// A Deployment of one pod in the canary namespace with these template annotations.
+fn canary_deployment(name: &str, annotations: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": CANARY},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}, "annotations": annotations},
+                "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]}}}})
+}
+
+/// `kubectl apply` of `object`; what kubectl printed (its warnings included), for the sweep.
+fn apply_capturing(plane: &ControlPlane, object: &Value) -> Result<String> {
+    let applied = plane.kubectl_run(&["apply", "-f", "-"], Some(&object.to_string()))?;
+    Ok(format!("{}{}", applied.stdout, applied.stderr))
+}
+
 /// Fails naming where a marker (as written, or base64-encoded as a Secret's data holds it)
 /// appears in `text`.
 fn assert_no_marker(text: &str, markers: &[String], place: &str) -> Result<()> {
@@ -955,11 +970,7 @@ async fn canary_sweep(faults: &mut Faults) -> Result<()> {
                 continue;
             }
             document["metadata"]["namespace"] = json!(CANARY);
-            let applied = faults
-                .plane
-                .kubectl_run(&["apply", "-f", "-"], Some(&document.to_string()))?;
-            seen.push_str(&applied.stdout);
-            seen.push_str(&applied.stderr);
+            seen.push_str(&apply_capturing(&faults.plane, &document)?);
         }
     }
     if bound < secrets.len() || denied < secrets.len() {
@@ -968,17 +979,11 @@ async fn canary_sweep(faults: &mut Faults) -> Result<()> {
         )));
     }
     // A Deployment whose every Pod is denied leaves BindingDenied Events on its ReplicaSet.
-    let denied_deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "canary-denied", "namespace": CANARY},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "canary-denied"}},
-            "template": {"metadata": {"labels": {"app": "canary-denied"},
-                "annotations": {"dbbind.io/secret": secrets[0].1["metadata"]["name"], "dbbind.io/keys": "password=absent-key"}},
-                "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]}}}});
-    let applied = faults
-        .plane
-        .kubectl_run(&["apply", "-f", "-"], Some(&denied_deployment.to_string()))?;
-    seen.push_str(&applied.stdout);
-    seen.push_str(&applied.stderr);
+    let denied = canary_deployment(
+        "canary-denied",
+        json!({"dbbind.io/secret": secrets[0].1["metadata"]["name"], "dbbind.io/keys": "password=absent-key"}),
+    );
+    seen.push_str(&apply_capturing(&faults.plane, &denied)?);
     wait_until("a BindingDenied Event", Duration::from_secs(30), || {
         let events = faults
             .plane
@@ -989,17 +994,11 @@ async fn canary_sweep(faults: &mut Faults) -> Result<()> {
     // Restart on rotation: an opted-in Deployment reading the generic Secret through env (its
     // pod is bound and stays Pending: no node) is rolled when the password becomes a new
     // marker; the digest, the pod list and the patch must not leak it either.
-    let rotated_deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "canary-rotated", "namespace": CANARY},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "canary-rotated"}},
-            "template": {"metadata": {"labels": {"app": "canary-rotated"},
-                "annotations": {"dbbind.io/secret": GENERIC_SECRET, "dbbind.io/restart-on-rotation": "true"}},
-                "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]}}}});
-    let applied = faults
-        .plane
-        .kubectl_run(&["apply", "-f", "-"], Some(&rotated_deployment.to_string()))?;
-    seen.push_str(&applied.stdout);
-    seen.push_str(&applied.stderr);
+    let rotated = canary_deployment(
+        "canary-rotated",
+        json!({"dbbind.io/secret": GENERIC_SECRET, "dbbind.io/restart-on-rotation": "true"}),
+    );
+    seen.push_str(&apply_capturing(&faults.plane, &rotated)?);
     wait_until(
         "the opted-in Deployment's bound pod",
         Duration::from_secs(30),

@@ -246,25 +246,35 @@ fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
     panic!("dbbind serve did not exit");
 }
 
+/// `dbbind serve` with certificates `dbbind certs` wrote into `dir`, against an API server
+/// that refuses, with these extra flags.
+fn serve_with_certificate_files(
+    dir: &std::path::Path,
+    flags: &[&str],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    let certs = dir.join("certs");
+    let made = dbbind(&["certs", "--out-dir", certs.to_str().unwrap()], "");
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let kubeconfig = unreachable_kubeconfig(dir);
+    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+    let mut args = vec![
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+    ];
+    args.extend(flags);
+    start_serve(&args, &kubeconfig)
+}
+
 #[test]
 fn a_second_signal_during_the_drain_exits_at_once_with_130() {
     let temporary = tempfile::tempdir().unwrap();
-    let certs = temporary.path().join("certs");
-    let made = dbbind(&["certs", "--out-dir", certs.to_str().unwrap()], "");
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let kubeconfig = unreachable_kubeconfig(temporary.path());
-    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
-    let (mut child, lines) = start_serve(
-        &[
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-            "--shutdown-drain",
-            "60s",
-        ],
-        &kubeconfig,
-    );
+    let (mut child, lines) =
+        serve_with_certificate_files(temporary.path(), &["--shutdown-drain", "60s"]);
     wait_for_log(&lines, "serving");
     signal(&child, "TERM");
     wait_for_log(&lines, "shutting down: readiness is false, draining");
@@ -292,21 +302,8 @@ fn self_managed_certificates_default_to_the_kubeconfig_namespace_outside_a_pod()
 #[test]
 fn restart_on_rotation_retries_the_election_without_holding_up_serving() {
     let temporary = tempfile::tempdir().unwrap();
-    let certs = temporary.path().join("certs");
-    let made = dbbind(&["certs", "--out-dir", certs.to_str().unwrap()], "");
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let kubeconfig = unreachable_kubeconfig(temporary.path());
-    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
-    let (mut child, lines) = start_serve(
-        &[
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-            "--restart-on-rotation",
-        ],
-        &kubeconfig,
-    );
+    let (mut child, lines) =
+        serve_with_certificate_files(temporary.path(), &["--restart-on-rotation"]);
     let started = wait_for_log(
         &lines,
         "restart on rotation: workloads that opt in are rolled when a Secret they read through env changes",

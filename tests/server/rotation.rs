@@ -99,20 +99,25 @@ fn respond(method: &str, path: &str) -> Value {
     }
 }
 
-fn controller(
-    client: &kube::Client,
-    changed: &Arc<ChangedSecrets>,
-    metrics: &Arc<Metrics>,
-) -> Controller {
-    let (events, writer) = event_queue(16, Duration::from_secs(600), "test", Arc::clone(metrics));
+/// A controller against a fake API server, running as leader or not; the mock's handle, where
+/// rotations are reported, its metrics, and the leadership's sender (dropping it ends it).
+fn start(leading: bool) -> (Mock, Arc<ChangedSecrets>, Arc<Metrics>, watch::Sender<bool>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let changed = Arc::new(ChangedSecrets::default());
+    let metrics = Arc::new(Metrics::new());
+    let (events, writer) = event_queue(16, Duration::from_secs(600), "test", Arc::clone(&metrics));
     tokio::spawn(writer.run(client.clone()));
-    Controller::new(
-        client.clone(),
-        Arc::clone(changed),
+    let mut controller = Controller::new(
+        client,
+        Arc::clone(&changed),
         events,
-        Arc::clone(metrics),
+        Arc::clone(&metrics),
         Duration::from_secs(60),
-    )
+    );
+    let (sender, receiver) = watch::channel(leading);
+    tokio::spawn(async move { controller.lead_while(receiver).await });
+    (handle, changed, metrics, sender)
 }
 
 fn counter(metrics: &Metrics, name: &str) -> String {
@@ -126,13 +131,7 @@ fn counter(metrics: &Metrics, name: &str) -> String {
 
 #[tokio::test]
 async fn the_leader_rolls_each_workload_once_and_records_events() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
-    let changed = Arc::new(ChangedSecrets::default());
-    let metrics = Arc::new(Metrics::new());
-    let mut controller = controller(&client, &changed, &metrics);
-    let (_leading, receiver) = watch::channel(true);
-    tokio::spawn(async move { controller.lead_while(receiver).await });
+    let (mut handle, changed, metrics, _leading) = start(true);
 
     changed.report("shop", "orders-db");
     let mut seen = Vec::new();
@@ -223,13 +222,7 @@ async fn the_leader_rolls_each_workload_once_and_records_events() {
 
 #[tokio::test]
 async fn a_replica_that_does_not_lead_counts_the_rotation_and_sends_nothing() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
-    let changed = Arc::new(ChangedSecrets::default());
-    let metrics = Arc::new(Metrics::new());
-    let mut controller = controller(&client, &changed, &metrics);
-    let (_leading, receiver) = watch::channel(false);
-    tokio::spawn(async move { controller.lead_while(receiver).await });
+    let (mut handle, changed, metrics, _leading) = start(false);
 
     changed.report("shop", "orders-db");
     let request = tokio::time::timeout(Duration::from_millis(700), handle.next_request()).await;
