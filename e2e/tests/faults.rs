@@ -825,6 +825,13 @@ fn canary_secrets() -> Result<(Vec<ExampleSecret>, Vec<String>)> {
     Ok((secrets, markers))
 }
 
+/// Whether `kubectl <args> -o json` shows `text`.
+fn shows(plane: &ControlPlane, args: &[&str], text: &str) -> Result<bool> {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    Ok(plane.kubectl_run(&args, None)?.stdout.contains(text))
+}
+
 /// A Deployment of one pod in the canary namespace with these template annotations.
 fn canary_deployment(name: &str, annotations: Value) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment",
@@ -1003,20 +1010,11 @@ async fn canary_sweep(faults: &mut Faults) -> Result<()> {
         "the opted-in Deployment's bound pod",
         Duration::from_secs(30),
         || {
-            let pods = faults.plane.kubectl_run(
-                &[
-                    "get",
-                    "pods",
-                    "-n",
-                    CANARY,
-                    "-l",
-                    "app=canary-rotated",
-                    "-o",
-                    "json",
-                ],
-                None,
-            )?;
-            Ok(pods.stdout.contains("dbbind.io/bindings"))
+            shows(
+                &faults.plane,
+                &["get", "pods", "-n", CANARY, "-l", "app=canary-rotated"],
+                "dbbind.io/bindings",
+            )
         },
     )?;
     let rotated_marker = "CANARYROTq99Z".to_owned();
@@ -1032,19 +1030,11 @@ async fn canary_sweep(faults: &mut Faults) -> Result<()> {
         "the rollout of the opted-in Deployment",
         Duration::from_secs(30),
         || {
-            let deployment = faults.plane.kubectl_run(
-                &[
-                    "get",
-                    "deployment",
-                    "canary-rotated",
-                    "-n",
-                    CANARY,
-                    "-o",
-                    "json",
-                ],
-                None,
-            )?;
-            Ok(deployment.stdout.contains("dbbind.io/restartedAt"))
+            shows(
+                &faults.plane,
+                &["get", "deployment", "canary-rotated", "-n", CANARY],
+                "dbbind.io/restartedAt",
+            )
         },
     )?;
 

@@ -24,6 +24,24 @@ fn owner(api_version: &str, kind: &str, name: &str, controller: bool) -> OwnerRe
     }
 }
 
+/// The restart target of pod `pod` (uid `uid-<pod>`) in namespace shop.
+fn target(
+    pod: &str,
+    owner: Option<&OwnerReference>,
+    replica_set_owner: impl Fn(&str) -> Option<OwnerReference>,
+) -> Restart {
+    let uid = format!("uid-{pod}");
+    restart_target(
+        "shop",
+        PodRef {
+            name: pod,
+            uid: &uid,
+        },
+        owner,
+        replica_set_owner,
+    )
+}
+
 fn spec(value: serde_json::Value) -> PodSpec {
     serde_json::from_value(value).unwrap()
 }
@@ -107,19 +125,11 @@ fn the_owner_walk_finds_the_top_controller() {
 
     // ReplicaSet → Deployment.
     let rs = owner("apps/v1", "ReplicaSet", "orders-7d9f", true);
-    let target = restart_target(
-        "shop",
-        PodRef {
-            name: "orders-7d9f-x",
-            uid: "uid-orders-7d9f-x",
-        },
-        Some(&rs),
-        |name| {
-            assert_eq!(name, "orders-7d9f");
-            Some(owner("apps/v1", "Deployment", "orders", true))
-        },
-    );
-    assert_eq!(target, rollout(WorkloadKind::Deployment, "orders"));
+    let rolled = target("orders-7d9f-x", Some(&rs), |name| {
+        assert_eq!(name, "orders-7d9f");
+        Some(owner("apps/v1", "Deployment", "orders", true))
+    });
+    assert_eq!(rolled, rollout(WorkloadKind::Deployment, "orders"));
 
     for (kind, expected) in [
         ("StatefulSet", WorkloadKind::StatefulSet),
@@ -127,15 +137,7 @@ fn the_owner_walk_finds_the_top_controller() {
     ] {
         let direct = owner("apps/v1", kind, "db-client", true);
         assert_eq!(
-            restart_target(
-                "shop",
-                PodRef {
-                    name: "p",
-                    uid: "uid-p"
-                },
-                Some(&direct),
-                no_lookup
-            ),
+            target("p", Some(&direct), no_lookup),
             rollout(expected, "db-client")
         );
     }
@@ -143,66 +145,31 @@ fn the_owner_walk_finds_the_top_controller() {
     // What dbbind cannot roll gets an Event: a bare Pod, a Job, a bare ReplicaSet, a ReplicaSet
     // of another controller (an Argo Rollout), a custom controller.
     assert_eq!(
-        restart_target(
-            "shop",
-            PodRef {
-                name: "lonely",
-                uid: "uid-lonely"
-            },
-            None,
-            no_lookup
-        ),
+        target("lonely", None, no_lookup),
         event("v1", "Pod", "lonely")
     );
     let job = owner("batch/v1", "Job", "nightly-123", true);
     assert_eq!(
-        restart_target(
-            "shop",
-            PodRef {
-                name: "p",
-                uid: "uid-p"
-            },
-            Some(&job),
-            no_lookup
-        ),
+        target("p", Some(&job), no_lookup),
         event("batch/v1", "Job", "nightly-123")
     );
     assert_eq!(
-        restart_target(
-            "shop",
-            PodRef {
-                name: "p",
-                uid: "uid-p"
-            },
-            Some(&rs),
-            |_| None
-        ),
+        target("p", Some(&rs), |_| None),
         event("apps/v1", "ReplicaSet", "orders-7d9f")
     );
     assert_eq!(
-        restart_target(
-            "shop",
-            PodRef {
-                name: "p",
-                uid: "uid-p"
-            },
-            Some(&rs),
-            |_| Some(owner("argoproj.io/v1alpha1", "Rollout", "orders", true))
-        ),
+        target("p", Some(&rs), |_| Some(owner(
+            "argoproj.io/v1alpha1",
+            "Rollout",
+            "orders",
+            true
+        ))),
         event("argoproj.io/v1alpha1", "Rollout", "orders")
     );
     // A kind of the same name in another group is not apps/v1's.
     let lookalike = owner("example.com/v1", "Deployment", "x", true);
     assert_eq!(
-        restart_target(
-            "shop",
-            PodRef {
-                name: "p",
-                uid: "uid-p"
-            },
-            Some(&lookalike),
-            no_lookup
-        ),
+        target("p", Some(&lookalike), no_lookup),
         event("example.com/v1", "Deployment", "x")
     );
 }

@@ -50,13 +50,24 @@ pub async fn apply_app(
         CHECK_HOSTS,
         pod_spec,
     );
+    apply_and_wait_for_pod(environment, namespace, name, &deployment).await
+}
+
+/// `kubectl apply` of `manifest` in `namespace`; the name of the first pod labelled
+/// `app=<label>`, and what `kubectl apply` said on stderr (its warnings).
+pub async fn apply_and_wait_for_pod(
+    environment: &Environment,
+    namespace: &str,
+    label: &str,
+    manifest: &Value,
+) -> Result<(String, String)> {
     let applied = kubectl(
         environment,
         &["apply", "-n", namespace, "-f", "-"],
-        &deployment.to_string(),
+        &manifest.to_string(),
     )?;
     let client = environment.plane.client().await?;
-    let pod = workload::wait_for_pod(&client, namespace, name).await?;
+    let pod = workload::wait_for_pod(&client, namespace, label).await?;
     Ok((pod.metadata.name.unwrap_or_default(), applied.stderr))
 }
 

@@ -24,7 +24,7 @@ use kube::api::ListParams;
 use serde_json::json;
 
 use super::kubectl;
-use super::node::{GENERIC_HOST, apply_app, connected};
+use super::node::{GENERIC_HOST, apply_and_wait_for_pod, apply_app, connected};
 
 const NAMESPACE: &str = "e2e-rotation";
 const USER: &str = "rotating_user";
@@ -320,14 +320,8 @@ async fn apply_job(environment: &Environment) -> Result<String> {
     );
     let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job"},
         "spec": {"backoffLimit": 0, "template": deployment["spec"]["template"]}});
-    kubectl(
-        environment,
-        &["apply", "-n", NAMESPACE, "-f", "-"],
-        &job.to_string(),
-    )?;
+    let (name, _) = apply_and_wait_for_pod(environment, NAMESPACE, "job", &job).await?;
     let client = environment.plane.client().await?;
-    let pod = workload::wait_for_pod(&client, NAMESPACE, "job").await?;
-    let name = pod.metadata.name.unwrap_or_default();
     workload::wait_running(
         &environment.plane,
         &environment.node,
@@ -373,12 +367,5 @@ async fn apply_files_app(environment: &Environment) -> Result<(String, String)> 
         &mut deployment["spec"]["template"]["spec"]["containers"][0],
         script,
     );
-    let applied = kubectl(
-        environment,
-        &["apply", "-n", NAMESPACE, "-f", "-"],
-        &deployment.to_string(),
-    )?;
-    let client = environment.plane.client().await?;
-    let pod = workload::wait_for_pod(&client, NAMESPACE, "files").await?;
-    Ok((pod.metadata.name.unwrap_or_default(), applied.stderr))
+    apply_and_wait_for_pod(environment, NAMESPACE, "files", &deployment).await
 }
