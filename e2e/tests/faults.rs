@@ -986,11 +986,11 @@ async fn canary_sweep(faults: &mut Faults) -> Result<()> {
         )));
     }
     // A Deployment whose every Pod is denied leaves BindingDenied Events on its ReplicaSet.
-    let denied = canary_deployment(
+    let denied_deployment = canary_deployment(
         "canary-denied",
         json!({"dbbind.io/secret": secrets[0].1["metadata"]["name"], "dbbind.io/keys": "password=absent-key"}),
     );
-    seen.push_str(&apply_capturing(&faults.plane, &denied)?);
+    seen.push_str(&apply_capturing(&faults.plane, &denied_deployment)?);
     wait_until("a BindingDenied Event", Duration::from_secs(30), || {
         let events = faults
             .plane
@@ -1001,11 +1001,11 @@ async fn canary_sweep(faults: &mut Faults) -> Result<()> {
     // Restart on rotation: an opted-in Deployment reading the generic Secret through env (its
     // pod is bound and stays Pending: no node) is rolled when the password becomes a new
     // marker; the digest, the pod list and the patch must not leak it either.
-    let rotated = canary_deployment(
+    let rotated_deployment = canary_deployment(
         "canary-rotated",
         json!({"dbbind.io/secret": GENERIC_SECRET, "dbbind.io/restart-on-rotation": "true"}),
     );
-    seen.push_str(&apply_capturing(&faults.plane, &rotated)?);
+    seen.push_str(&apply_capturing(&faults.plane, &rotated_deployment)?);
     wait_until(
         "the opted-in Deployment's bound pod",
         Duration::from_secs(30),
