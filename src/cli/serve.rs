@@ -21,6 +21,7 @@ use crate::reload;
 use crate::rotation::changed::ChangedSecrets;
 use crate::rotation::controller::Controller;
 use crate::rotation::leader::LeaseSettings;
+use crate::server::open_files;
 use crate::server::signals::Shutdown;
 use crate::server::{
     ConnectionLimits, Limits, Parts, Readiness, ServeOptions, Server, WebhookState,
@@ -127,7 +128,9 @@ pub struct ServerFlags {
     /// A connection from which nothing has been read for this long is closed.
     #[arg(long, env = "DBBIND_IDLE_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
-    /// Admission connections open at once; one accepted beyond this is closed at once.
+    /// Admission connections open at once. One accepted beyond this takes the place of an
+    /// unfinished handshake, else of the connection waiting longest since its last request;
+    /// it is refused only when every open connection has a request in flight.
     #[arg(long, env = "DBBIND_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
     /// After SIGTERM, how long to keep serving while /readyz reports false.
@@ -344,6 +347,14 @@ async fn serve(
     .with_events(events)
     .with_cache(secrets)
     .with_restarts_on_rotation(restarts);
+    let open_files = open_files::raise_to_hard_limit();
+    if !open_files::enough_for(args.server.max_connections, open_files) {
+        tracing::warn!(
+            open_files,
+            max_connections = args.server.max_connections,
+            "the open-files limit is below --max-connections plus a reserve: at the cap, new connections may be refused before an idle one can make room (raise the container's nofile limit, or lower --max-connections)"
+        );
+    }
     let server = Server::bind(ServeOptions {
         listen: args.server.listen,
         admin_listen: args.server.admin_listen,

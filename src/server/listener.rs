@@ -8,12 +8,13 @@ use std::time::Duration;
 use axum::Router;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::connections::{Connections, Refused, Slot, Tracked};
 use super::idle::IdleTimeout;
 
 /// Per-connection time limits.
@@ -27,7 +28,8 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// A connection from which nothing has been read for this long is closed.
     pub idle_timeout: Duration,
-    /// Connections open at once; one accepted beyond this is closed at once.
+    /// Connections open at once; one accepted beyond this closes the connection that has
+    /// done least (see [`super::connections`]), or is refused when every one is busy.
     pub max_connections: usize,
 }
 
@@ -42,8 +44,9 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Accepts TLS connections until `stop` turns true, then waits up to `deadline` for the open
-/// connections to finish their in-flight requests. Returns whether they all did.
+/// Accepts TLS connections until `stop` turns true, then asks the open connections to close
+/// gracefully and waits up to `deadline` for them to finish their in-flight requests. Returns
+/// whether they all did.
 pub async fn serve_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -52,10 +55,9 @@ pub async fn serve_tls(
     mut stop: watch::Receiver<bool>,
     deadline: Duration,
 ) -> bool {
-    let graceful = GracefulShutdown::new();
-    // Each open connection holds a permit: memory stays bounded however many clients connect
-    // and wait (an HTTP/2 client that answers pings and sends no request is never idle).
-    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Memory stays bounded however many clients connect: each open connection has a place in
+    // the table, and a new one beyond the cap takes the place of one that does nothing.
+    let connections = Connections::new(limits.max_connections);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -68,68 +70,102 @@ pub async fn serve_tls(
                         continue;
                     }
                 };
-                let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-                    tracing::debug!(%peer, max = limits.max_connections, "connection refused: too many open");
-                    drop(stream);
-                    continue;
-                };
-                // Without this, a response written as several frames waits on the peer's
-                // delayed ACK (Nagle): about 40 ms per admission call.
-                if let Err(error) = stream.set_nodelay(true) {
-                    tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
-                }
-                let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(app.clone());
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake failed");
-                            return;
+                let slot = match connections.admit() {
+                    Ok(admitted) => {
+                        if admitted.made_room {
+                            tracing::debug!(%peer, max = limits.max_connections, "closed an idle connection to make room");
                         }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    // The protocol comes from ALPN, not from sniffing the first bytes: a sniff
-                    // would wait on a silent client outside the header-read timeout.
-                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    // HTTP/2 has no timeout of its own for a client that sends nothing.
-                    let io = TokioIo::new(IdleTimeout::new(
-                        tls,
-                        limits.header_read_timeout,
-                        limits.idle_timeout,
-                    ));
-                    let result = if h2 {
-                        let mut builder = http2::Builder::new(TokioExecutor::new());
-                        builder
-                            .timer(TokioTimer::new())
-                            .keep_alive_interval(Some(limits.header_read_timeout))
-                            .keep_alive_timeout(limits.header_read_timeout);
-                        watcher.watch(builder.serve_connection(io, service)).await
-                    } else {
-                        let mut builder = http1::Builder::new();
-                        builder
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(limits.header_read_timeout);
-                        watcher.watch(builder.serve_connection(io, service)).await
-                    };
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
+                        admitted.slot
                     }
-                });
+                    Err(Refused::AllBusy) => {
+                        tracing::debug!(%peer, max = limits.max_connections, "connection refused: every open one is busy");
+                        continue;
+                    }
+                    Err(Refused::ShuttingDown) => continue,
+                };
+                tokio::spawn(serve_connection(stream, peer, slot, acceptor.clone(), app.clone(), limits));
             }
             () = stopped(&mut stop) => break,
         }
     }
     // No new connections from here; open ones finish what they are doing, then close.
     drop(listener);
-    tokio::time::timeout(deadline, graceful.shutdown())
+    connections.close_all();
+    tokio::time::timeout(deadline, connections.closed())
         .await
         .is_ok()
+}
+
+/// One connection: the TLS handshake within its timeout, then HTTP/1.1 or HTTP/2 until the
+/// client closes, a timeout closes it, or it is asked to close (to make room, or shutdown).
+async fn serve_connection(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    slot: Slot,
+    acceptor: TlsAcceptor,
+    app: Router,
+    limits: ConnectionLimits,
+) {
+    let slot = Arc::new(slot);
+    // Without this, a response written as several frames waits on the peer's delayed ACK
+    // (Nagle): about 40 ms per admission call.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+    }
+    let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
+    let tls = tokio::select! {
+        handshake = handshake => match handshake {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = slot.closing() => return,
+    };
+    slot.handshake_done();
+    // The protocol comes from ALPN, not from sniffing the first bytes: a sniff would wait on a
+    // silent client outside the header-read timeout.
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    // HTTP/2 has no timeout of its own for a client that sends nothing.
+    let io = TokioIo::new(IdleTimeout::new(
+        tls,
+        limits.header_read_timeout,
+        limits.idle_timeout,
+    ));
+    let service = Tracked::new(TowerToHyperService::new(app), Arc::clone(&slot));
+    let result = if h2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(limits.header_read_timeout))
+            .keep_alive_timeout(limits.header_read_timeout);
+        until_closed(builder.serve_connection(io, service), &slot).await
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        until_closed(builder.serve_connection(io, service), &slot).await
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+/// Drives `connection` to its end; when the slot is asked to close, shuts it down gracefully
+/// (HTTP/2 GOAWAY; HTTP/1.1 once the current exchange is done) and lets it finish.
+async fn until_closed<C: GracefulConnection>(connection: C, slot: &Slot) -> Result<(), C::Error> {
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => return result,
+        () = slot.closing() => connection.as_mut().graceful_shutdown(),
+    }
+    connection.await
 }
 
 /// Resolves once `stop` turns true (or its sender is gone). The watch guard is dropped inside,

@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod body;
+pub mod connections;
 pub mod error;
 pub mod idle;
 pub mod listener;
+pub mod open_files;
 pub mod response;
 pub mod signals;
 pub mod webhook;

@@ -350,9 +350,10 @@ async fn silent_and_idle_http2_connections_are_closed() {
 }
 
 /// HTTP/2 clients that answer pings and send nothing are never idle; the connection cap bounds
-/// them. Beyond it, a new connection is closed at once; when one closes, the next is served.
+/// them. At the cap a new connection is still served: the one that has waited longest since
+/// its last request is closed (GOAWAY) to make room, never one with a request in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_cap_are_closed_at_once() {
+async fn at_the_cap_the_longest_waiting_connection_makes_room() {
     let server = start(Options {
         connections: dbbind::server::ConnectionLimits {
             max_connections: 3,
@@ -362,34 +363,159 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     })
     .await;
     let client = server.client(b"h2");
-    // Three well-behaved HTTP/2 connections, kept open (hyper's client answers pings).
+    let body = Bytes::from(review_fixture("create-replicaset-pod.json"));
+    let ask = |sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>| {
+        let request = client
+            .mutate_request()
+            .body(Full::new(body.clone()))
+            .unwrap();
+        sender.send_request(request)
+    };
+    // Three well-behaved HTTP/2 connections, kept open (hyper's client answers pings); the
+    // first and the third are used after the second, so the second has waited longest.
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(client.http2::<Full<Bytes>>().await);
     }
+    for index in [0, 2] {
+        assert_eq!(
+            ask(&mut held[index].0).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    let fourth = tokio::time::timeout(Duration::from_secs(2), client.post(&body))
+        .await
+        .expect("served at once");
+    assert_eq!(fourth.unwrap().status, StatusCode::OK);
+    // The second connection was told to go away (its driver ends), the others still serve.
+    let (_, second) = held.remove(1);
+    tokio::time::timeout(Duration::from_secs(2), second)
+        .await
+        .expect("the longest-waiting connection is closed")
+        .unwrap()
+        .unwrap();
+    for (sender, _) in &mut held {
+        assert_eq!(ask(sender).await.unwrap().status(), StatusCode::OK);
+    }
+    server.stop().await;
+}
+
+/// TCP connections that never start TLS (a port scanner, a flood) fill the cap: each new
+/// client is still served at once, the oldest unfinished handshake closed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_handshakes_make_room_first() {
+    use tokio::io::AsyncReadExt;
+    let server = start(Options {
+        connections: dbbind::server::ConnectionLimits {
+            max_connections: 8,
+            handshake_timeout: Duration::from_secs(30),
+            ..dbbind::server::ConnectionLimits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let client = server.client(b"h2");
+    // A served connection first: it has waited longer than the silent ones, yet they go first.
+    let (mut kept, _kept_driver) = client.http2::<Full<Bytes>>().await;
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(
+            tokio::net::TcpStream::connect(server.webhook)
+                .await
+                .unwrap(),
+        );
+    }
+    let body = Bytes::from(review_fixture("create-replicaset-pod.json"));
+    for _ in 0..5 {
+        let answer = tokio::time::timeout(Duration::from_secs(2), client.post(&body))
+            .await
+            .expect("served at once beside the silent connections");
+        assert_eq!(answer.unwrap().status, StatusCode::OK);
+    }
+    let request = client
+        .mutate_request()
+        .body(Full::new(body.clone()))
+        .unwrap();
+    assert_eq!(
+        kept.send_request(request).await.unwrap().status(),
+        StatusCode::OK,
+        "the served connection was kept"
+    );
+    // The oldest silent connections were closed (read returns end of file at once).
+    let mut closed = 0;
+    for stream in &mut silent {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(100), stream.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 13, "{closed} of 20 silent connections closed");
+    server.stop().await;
+}
+
+/// When every open connection has a request in flight, a new one is refused at once rather
+/// than any request cut off; once a request is answered, the next connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_connection_is_busy_a_new_one_is_refused() {
+    let server = start(Options {
+        connections: dbbind::server::ConnectionLimits {
+            max_connections: 2,
+            ..dbbind::server::ConnectionLimits::default()
+        },
+        limits: Limits {
+            body_read_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let client = server.client(b"h2");
+    // Two connections, each with a request whose body has not finished arriving.
+    let mut feeds = Vec::new();
+    let mut pending = Vec::new();
+    for _ in 0..2 {
+        let (mut sender, driver) = client.http2().await;
+        tokio::spawn(driver);
+        let (mut feed, chunks) =
+            futures::channel::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+        feed.try_send(Ok(Frame::data(Bytes::from_static(b"{\"kind\":"))))
+            .unwrap();
+        feeds.push(feed);
+        let request = client
+            .mutate_request()
+            .body(StreamBody::new(chunks))
+            .unwrap();
+        pending.push(tokio::spawn(async move {
+            sender.send_request(request).await.map(|r| r.status())
+        }));
+    }
+    // Let the server see both requests.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let body = review_fixture("create-replicaset-pod.json");
     let refused = tokio::time::timeout(Duration::from_secs(2), client.post(&body))
         .await
         .expect("refused at once, not held");
     assert!(
         refused.is_err(),
-        "a fourth connection was served: {refused:?}"
+        "a third connection was served: {refused:?}"
     );
 
-    // One of the three goes away: the next client is served.
-    let (sender, connection) = held.pop().unwrap();
-    drop(sender);
-    connection.await.unwrap().unwrap();
-    let mut served = false;
-    for _ in 0..20 {
-        if let Ok(answer) = client.post(&body).await {
-            assert_eq!(answer.status, StatusCode::OK);
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(served, "no connection served after one closed");
-    drop(held);
+    // One body ends (a bad AdmissionReview, answered 400): its connection waits again and
+    // makes room.
+    use futures::SinkExt;
+    let mut feed = feeds.remove(0);
+    feed.send(Ok(Frame::data(Bytes::from_static(b"1}"))))
+        .await
+        .unwrap();
+    drop(feed);
+    let status = pending.remove(0).await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let answer = tokio::time::timeout(Duration::from_secs(2), client.post(&body))
+        .await
+        .expect("served once a connection was free");
+    assert_eq!(answer.unwrap().status, StatusCode::OK);
+    drop(feeds);
     server.stop().await;
 }
