@@ -1,5 +1,5 @@
 # dbbind's container image: a static-ish Rust binary on a distroless base, non-root.
-#   docker build -t dbbind .
+#   docker build -t dbbind:0.1.0 .   (the chart's appVersion, the tag it pulls by default)
 # Build stage: the same locked release build the test suite runs (e2e/tests/image.rs).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

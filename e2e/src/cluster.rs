@@ -6,6 +6,7 @@
 //! ServiceAccount; its node lifecycle controller lifts the not-ready taint from the node (see the
 //! `node` module) once it reports Ready, without which nothing would be scheduled there.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use crate::{Error, Result};
 const ADMIN_TOKEN: &str = "dbbind-e2e-admin-token";
 
 pub struct ControlPlane {
-    pub dir: tempfile::TempDir,
+    pub dir: tools::RunDir,
     pub kubeconfig: PathBuf,
     pub server: String,
     pub ca: PemPair,
@@ -36,8 +37,20 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts everything and waits until the API server is ready and serves OpenAPI.
+    /// Starts everything on loopback and waits until the API server is ready and serves
+    /// OpenAPI: a control plane without a node.
     pub fn start() -> Result<ControlPlane> {
+        ControlPlane::start_at(Ipv4Addr::LOCALHOST)
+    }
+
+    /// The same, with the API server listening on `address` (the node's pod network bridge, so
+    /// pods reach it) and sending webhook calls to a Service's endpoints rather than its
+    /// ClusterIP (`--enable-aggregator-routing`; see [`crate::network`]).
+    pub fn start_for_node(network: &crate::network::PodNetwork) -> Result<ControlPlane> {
+        ControlPlane::start_at(network.gateway)
+    }
+
+    fn start_at(address: Ipv4Addr) -> Result<ControlPlane> {
         let bin = tools::k8s_bin_dir()?;
         let dir = tools::run_dir("dbbind-e2e-")?;
         let path = |name: &str| dir.path().join(name);
@@ -57,8 +70,11 @@ impl ControlPlane {
             .map(String::from)
             .to_vec(),
             ips: vec![
-                "127.0.0.1".parse().map_err(|_| Error::new("ip"))?,
-                "10.0.0.1".parse().map_err(|_| Error::new("ip"))?,
+                Ipv4Addr::LOCALHOST.into(),
+                address.into(),
+                crate::network::KUBERNETES_SERVICE_IP
+                    .parse()
+                    .map_err(|_| Error::new("ip"))?,
             ],
         };
         let serving =
@@ -90,11 +106,19 @@ impl ControlPlane {
         let etcd = Daemon::start("etcd", etcd, dir.path())?;
 
         let port = free_port()?;
-        let server = format!("https://127.0.0.1:{port}");
+        let server = format!("https://{address}:{port}");
         let apiserver_args = vec![
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--bind-address={address}"),
+            format!("--advertise-address={address}"),
+            // Webhooks registered by Service are called at an endpoint's address (read in
+            // kube-apiserver's buildServiceResolver: the EndpointSlices' ready endpoints, one
+            // picked at random per new connection), never at a ClusterIP nothing routes here.
+            "--enable-aggregator-routing=true".to_owned(),
+            // `kubectl logs` and `exec` reach the kubelet at the node's address (the pod
+            // network's bridge), never by its host name, which only the machine's resolver
+            // would be asked for.
+            "--kubelet-preferred-address-types=InternalIP".to_owned(),
             format!("--secure-port={port}"),
             format!("--cert-dir={}", path("apiserver-certs").display()),
             format!("--tls-cert-file={}", path("apiserver.crt").display()),
@@ -108,7 +132,10 @@ impl ControlPlane {
                 "--service-account-signing-key-file={}",
                 path("sa.key").display()
             ),
-            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            format!(
+                "--service-cluster-ip-range={}",
+                crate::network::SERVICE_CIDR
+            ),
             "--v=1".to_owned(),
         ];
         let mut apiserver = Command::new(bin.join("kube-apiserver"));
@@ -285,6 +312,18 @@ impl ControlPlane {
         .await
         .map_err(|e| Error::new(format!("kubeconfig: {e}")))?;
         Ok(kube::Client::try_from(config)?)
+    }
+
+    /// The API server's address and port.
+    pub fn address(&self) -> Result<(String, u16)> {
+        let host_port = self.server.trim_start_matches("https://");
+        let (host, port) = host_port
+            .rsplit_once(':')
+            .ok_or_else(|| Error::new(format!("no port in {}", self.server)))?;
+        let port = port
+            .parse()
+            .map_err(|_| Error::new(format!("bad port in {}", self.server)))?;
+        Ok((host.to_owned(), port))
     }
 
     pub fn apiserver_log(&self) -> String {

@@ -1,6 +1,12 @@
-//! Container images built by the harness, with no registry: the sandbox ("pause") image and the
-//! app image, written as OCI image layouts (one uncompressed layer each) in a tar archive that
-//! `ctr images import` reads.
+//! Container images built by the harness, with no registry: the sandbox ("pause") image, the app
+//! image and dbbind's own image, written as OCI image layouts (one uncompressed layer each) in a
+//! tar archive that `ctr images import` reads.
+//!
+//! dbbind's image is what the Dockerfile's final stage makes, assembled without a Docker engine:
+//! the binary of the Dockerfile's own locked release build, the libraries `ldd` lists for it
+//! (what the distroless `cc` base provides), and the base's `/etc/passwd` entry for the nonroot
+//! user; no shell. Its config (user, entrypoint, command, ports) is checked against the
+//! Dockerfile by `e2e/tests/image.rs`.
 //!
 //! The app image holds real, unmodified clients: Debian's `psql` with every library `ldd` lists,
 //! pgx (`pgx-check`, static), node-postgres (the machine's `node` with its libraries, and `pg`
@@ -23,6 +29,18 @@ use crate::{Error, Result};
 pub const PAUSE_IMAGE: &str = "registry.invalid/dbbind-e2e/pause:1";
 /// The app image scenarios run.
 pub const APP_IMAGE: &str = "registry.invalid/dbbind-e2e/app:1";
+
+/// dbbind's image as the chart pulls it by default (`image.repository` `dbbind`, the tag the
+/// chart's appVersion), under the name containerd's CRI gives an unqualified reference.
+pub const DBBIND_REPOSITORY: &str = "docker.io/library/dbbind";
+/// A second tag of the same image, for the upgrade the suite performs.
+pub const DBBIND_NEXT_TAG_SUFFIX: &str = "-next";
+
+/// The Dockerfile's final stage, as an image config: `USER`, `ENTRYPOINT`, `CMD`, `EXPOSE`.
+pub const DBBIND_USER: &str = "65532:65532";
+pub const DBBIND_ENTRYPOINT: &[&str] = &["/dbbind"];
+pub const DBBIND_CMD: &[&str] = &["serve"];
+pub const DBBIND_PORTS: &[&str] = &["8443/tcp", "9090/tcp"];
 
 /// Busybox applets the checks use, as links to `/bin/busybox`.
 const APPLETS: [&str; 17] = [
@@ -49,6 +67,42 @@ enum Entry {
     },
 }
 
+/// The runtime part of an image config (OCI image spec, `config`).
+struct Config<'a> {
+    entrypoint: &'a [&'a str],
+    cmd: &'a [&'a str],
+    user: Option<&'a str>,
+    env: Vec<String>,
+    ports: &'a [&'a str],
+}
+
+impl Config<'_> {
+    fn json(&self) -> serde_json::Value {
+        let mut config = json!({
+            "Entrypoint": self.entrypoint,
+            "Env": self.env,
+            "WorkingDir": "/",
+        });
+        if !self.cmd.is_empty() {
+            config["Cmd"] = json!(self.cmd);
+        }
+        if let Some(user) = self.user {
+            config["User"] = json!(user);
+        }
+        if !self.ports.is_empty() {
+            let ports: serde_json::Map<String, serde_json::Value> = self
+                .ports
+                .iter()
+                .map(|port| ((*port).to_owned(), json!({})))
+                .collect();
+            config["ExposedPorts"] = ports.into();
+        }
+        config
+    }
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The pause image: the static binary `scripts/node-tools` built.
 pub fn write_pause(pause_binary: &Path, out: &Path) -> Result<()> {
     let entries = vec![Entry::HostFile {
@@ -56,7 +110,61 @@ pub fn write_pause(pause_binary: &Path, out: &Path) -> Result<()> {
         host: pause_binary.to_owned(),
         mode: 0o755,
     }];
-    write_archive(PAUSE_IMAGE, &entries, &["/pause"], out)
+    let config = Config {
+        entrypoint: &["/pause"],
+        cmd: &[],
+        user: None,
+        env: vec![DEFAULT_PATH.to_owned()],
+        ports: &[],
+    };
+    write_archive(&[PAUSE_IMAGE], &entries, &config, out)
+}
+
+/// dbbind's image names: `<repository>:<tag>` and the same with [`DBBIND_NEXT_TAG_SUFFIX`].
+pub fn dbbind_images(tag: &str) -> [String; 2] {
+    [
+        format!("{DBBIND_REPOSITORY}:{tag}"),
+        format!("{DBBIND_REPOSITORY}:{tag}{DBBIND_NEXT_TAG_SUFFIX}"),
+    ]
+}
+
+/// dbbind's image, as the Dockerfile's final stage makes it: `binary` (the release build) at
+/// `/dbbind`, the shared libraries it links to, the nonroot user, and nothing else; tagged
+/// `tag` and `tag` + [`DBBIND_NEXT_TAG_SUFFIX`].
+pub fn write_dbbind(binary: &Path, tag: &str, out: &Path) -> Result<()> {
+    let mut entries = vec![
+        Entry::HostFile {
+            path: "dbbind".to_owned(),
+            host: binary.to_owned(),
+            mode: 0o755,
+        },
+        // As in the distroless base: root, nobody, and the nonroot user the image runs as.
+        Entry::Text {
+            path: "etc/passwd".to_owned(),
+            text: "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n".to_owned(),
+        },
+        Entry::Text {
+            path: "etc/group".to_owned(),
+            text: "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n".to_owned(),
+        },
+        Entry::Dir("tmp".to_owned()),
+    ];
+    for library in libraries(binary)? {
+        entries.push(Entry::HostFile {
+            path: library.trim_start_matches('/').to_owned(),
+            host: PathBuf::from(&library),
+            mode: 0o755,
+        });
+    }
+    let config = Config {
+        entrypoint: DBBIND_ENTRYPOINT,
+        cmd: DBBIND_CMD,
+        user: Some(DBBIND_USER),
+        env: vec![DEFAULT_PATH.to_owned()],
+        ports: DBBIND_PORTS,
+    };
+    let names = dbbind_images(tag);
+    write_archive(&[&names[0], &names[1]], &entries, &config, out)
 }
 
 /// Where the app image keeps node-postgres and its check (`check.js`).
@@ -207,7 +315,23 @@ pub fn write_app(psql: &Path, drivers: &Path, database_ca: &str, out: &Path) -> 
             mode: 0o755,
         });
     }
-    write_archive(APP_IMAGE, &entries, &["/bin/sh"], out)
+    let config = Config {
+        entrypoint: &["/bin/sh"],
+        cmd: &[],
+        user: None,
+        // A UTF-8 locale, as the JDK's and Python's official images set: without one the JVM
+        // decodes the environment as ASCII and a non-ASCII password arrives mangled (seen:
+        // pgjdbc's and Spring Boot's logins failed with `é` in the password, also with LANG
+        // set while the locale's files were missing from the image).
+        env: vec![
+            DEFAULT_PATH.to_owned(),
+            "LANG=C.UTF-8".to_owned(),
+            // Where the image's Python packages are, as `pip install` in an image would.
+            format!("PYTHONPATH=/{PYTHON_DIR}"),
+        ],
+        ports: &[],
+    };
+    write_archive(&[APP_IMAGE], &entries, &config, out)
 }
 
 /// Whether `ldd` found `library` in the host's system directories.
@@ -409,27 +533,15 @@ fn sha256(data: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(data))
 }
 
-/// An OCI image layout in a tar archive at `out`, named `name` for containerd.
-fn write_archive(name: &str, entries: &[Entry], entrypoint: &[&str], out: &Path) -> Result<()> {
+/// An OCI image layout in a tar archive at `out`, its one manifest named each of `names` for
+/// containerd.
+fn write_archive(names: &[&str], entries: &[Entry], config: &Config, out: &Path) -> Result<()> {
     let layer = layer(entries)?;
     let layer_digest = sha256(&layer);
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "Entrypoint": entrypoint,
-            // A UTF-8 locale, as the JDK's and Python's official images set: without one the
-            // JVM decodes the environment as ASCII and a non-ASCII password arrives mangled
-            // (seen: pgjdbc's and Spring Boot's logins failed with `é` in the password, also
-            // with LANG set while the locale's files were missing from the image).
-            "Env": [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "LANG=C.UTF-8",
-                // Where the image's Python packages are, as `pip install` in an image would.
-                format!("PYTHONPATH=/{PYTHON_DIR}"),
-            ],
-            "WorkingDir": "/",
-        },
+        "config": config.json(),
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     }))
     .map_err(|e| Error::new(e.to_string()))?;
@@ -440,16 +552,23 @@ fn write_archive(name: &str, entries: &[Entry], entrypoint: &[&str], out: &Path)
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
     }))
     .map_err(|e| Error::new(e.to_string()))?;
+    let manifests: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| {
+            let tag = name.rsplit_once(':').map_or("latest", |(_, tag)| tag);
+            json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": sha256(&manifest),
+                "size": manifest.len(),
+                "platform": {"architecture": "amd64", "os": "linux"},
+                "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag},
+            })
+        })
+        .collect();
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": sha256(&manifest),
-            "size": manifest.len(),
-            "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "1"},
-        }],
+        "manifests": manifests,
     }))
     .map_err(|e| Error::new(e.to_string()))?;
 
@@ -472,6 +591,67 @@ fn write_archive(name: &str, entries: &[Entry], entrypoint: &[&str], out: &Path)
     Ok(())
 }
 
+/// An image archive read back: its names, its config, and the paths in its layer.
+pub struct ReadImage {
+    pub names: Vec<String>,
+    pub config: serde_json::Value,
+    pub paths: Vec<String>,
+}
+
+/// Reads an archive [`write_archive`] wrote (for tests that compare it with the Dockerfile).
+pub fn read_archive(archive: &Path) -> Result<ReadImage> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut outer = tar::Archive::new(std::fs::File::open(archive)?);
+    for entry in outer.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data)?;
+        files.insert(path, data);
+    }
+    let blob = |digest: &serde_json::Value| -> Result<Vec<u8>> {
+        let hex = digest
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("sha256:");
+        files
+            .get(&format!("blobs/sha256/{hex}"))
+            .cloned()
+            .ok_or_else(|| Error::new(format!("no blob {digest}")))
+    };
+    let index: serde_json::Value = serde_json::from_slice(
+        files
+            .get("index.json")
+            .ok_or_else(|| Error::new("no index.json"))?,
+    )?;
+    let names = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["annotations"]["io.containerd.image.name"].as_str())
+        .map(str::to_owned)
+        .collect();
+    let manifest_bytes = blob(&index["manifests"][0]["digest"])?;
+    if sha256(&manifest_bytes) != index["manifests"][0]["digest"] {
+        return Err(Error::new("the manifest's digest does not match"));
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes)?;
+    let config: serde_json::Value = serde_json::from_slice(&blob(&manifest["config"]["digest"])?)?;
+    if config["rootfs"]["diff_ids"][0] != manifest["layers"][0]["digest"] {
+        return Err(Error::new("the config's diff_id is not the layer's digest"));
+    }
+    let layer = blob(&manifest["layers"][0]["digest"])?;
+    let mut paths = Vec::new();
+    for entry in tar::Archive::new(layer.as_slice()).entries()? {
+        paths.push(entry?.path()?.display().to_string());
+    }
+    Ok(ReadImage {
+        names,
+        config,
+        paths,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,41 +663,9 @@ mod tests {
         std::fs::write(&binary, b"#!fake").unwrap();
         let out = dir.path().join("image.tar");
         write_pause(&binary, &out).unwrap();
-        let mut files = std::collections::BTreeMap::new();
-        let mut archive = tar::Archive::new(std::fs::File::open(&out).unwrap());
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let path = entry.path().unwrap().display().to_string();
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
-            files.insert(path, data);
-        }
-        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
-        let manifest_ref = &index["manifests"][0];
-        assert_eq!(
-            manifest_ref["annotations"]["io.containerd.image.name"],
-            PAUSE_IMAGE
-        );
-        let blob = |digest: &serde_json::Value| {
-            let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
-            files[&format!("blobs/sha256/{hex}")].clone()
-        };
-        let manifest_bytes = blob(&manifest_ref["digest"]);
-        assert_eq!(sha256(&manifest_bytes), manifest_ref["digest"]);
-        let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
-        let layer = blob(&manifest["layers"][0]["digest"]);
-        let config: serde_json::Value =
-            serde_json::from_slice(&blob(&manifest["config"]["digest"])).unwrap();
-        assert_eq!(
-            config["rootfs"]["diff_ids"][0],
-            manifest["layers"][0]["digest"]
-        );
-        let mut layer = tar::Archive::new(layer.as_slice());
-        let names: Vec<String> = layer
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
-        assert_eq!(names, ["pause"]);
+        let image = read_archive(&out).unwrap();
+        assert_eq!(image.names, [PAUSE_IMAGE]);
+        assert_eq!(image.paths, ["pause"]);
+        assert_eq!(image.config["config"]["Entrypoint"], json!(["/pause"]));
     }
 }

@@ -21,7 +21,7 @@ pub struct Postgres {
     socket_dir: PathBuf,
     bin: PathBuf,
     server: Daemon,
-    _dir: tempfile::TempDir,
+    _dir: tools::RunDir,
 }
 
 /// A login role and its database.
@@ -36,7 +36,7 @@ impl Postgres {
     /// `hosts` (the names clients reach it by, so `verify-full` holds).
     pub fn start(ca: &PemPair, hosts: &[&str]) -> Result<Postgres> {
         let bin = tools::postgres_bin_dir()?;
-        let dir = tempfile::Builder::new().prefix("dbbind-pg-").tempdir()?;
+        let dir = tools::run_dir("dbbind-pg-")?;
         let data = dir.path().join("data");
         let socket_dir = dir.path().join("socket");
         for path in [&data, &socket_dir] {

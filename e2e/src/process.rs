@@ -1,9 +1,10 @@
 //! Background processes of the harness: output to a log file, stopped when dropped, so a
-//! failing test never leaves an API server behind.
+//! failing test never leaves an API server behind; and what must be undone when the harness is
+//! stopped by a signal, when no `Drop` runs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::Error;
 
@@ -11,7 +12,37 @@ use crate::Error;
 /// the test process is killed (a CI timeout, Ctrl-C).
 static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
-/// On SIGTERM or SIGINT, kills every daemon and exits.
+type Cleanup = Arc<dyn Fn() + Send + Sync>;
+
+/// What the signal handler undoes after the daemons are killed, newest first: the node's
+/// containers, mounts and network namespaces, the pod network, the run directories.
+static CLEANUPS: Mutex<Vec<(u64, Cleanup)>> = Mutex::new(Vec::new());
+static NEXT_CLEANUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A cleanup registered with [`on_signal`]; dropping it unregisters it (its owner's `Drop`
+/// has done or will do the same work).
+pub struct SignalCleanup(u64);
+
+impl Drop for SignalCleanup {
+    fn drop(&mut self) {
+        if let Ok(mut cleanups) = CLEANUPS.lock() {
+            cleanups.retain(|(id, _)| *id != self.0);
+        }
+    }
+}
+
+/// Registers `cleanup` to run if the harness is stopped by SIGINT or SIGTERM.
+pub fn on_signal(cleanup: impl Fn() + Send + Sync + 'static) -> SignalCleanup {
+    let id = NEXT_CLEANUP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut cleanups) = CLEANUPS.lock() {
+        cleanups.push((id, Arc::new(cleanup)));
+    }
+    SignalCleanup(id)
+}
+
+/// On SIGTERM or SIGINT (a terminal's Ctrl-C reaches the whole process group, the daemons
+/// included), kills every daemon, undoes what was registered with [`on_signal`], newest first,
+/// and exits with 130.
 pub fn stop_all_on_signal() {
     std::thread::spawn(|| {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -30,11 +61,19 @@ pub fn stop_all_on_signal() {
             };
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         });
+        eprintln!("stopping: killing the test bed's processes and undoing its mounts and network");
         let pids: Vec<u32> = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
         for pid in pids {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
+        }
+        let cleanups: Vec<Cleanup> = CLEANUPS
+            .lock()
+            .map(|c| c.iter().rev().map(|(_, f)| Arc::clone(f)).collect())
+            .unwrap_or_default();
+        for cleanup in cleanups {
+            cleanup();
         }
         std::process::exit(130);
     });

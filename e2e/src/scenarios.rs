@@ -14,10 +14,11 @@ use dbbind::tls::generate::{PemPair, new_ca};
 use crate::app::{self, Mode, Way};
 use crate::cluster::ControlPlane;
 use crate::forward::Forwarder;
+use crate::network::PodNetwork;
 use crate::node::Node;
 use crate::postgres::{Account, Postgres};
+use crate::release::Release;
 use crate::tools::repo_root;
-use crate::webhook::Dbbind;
 use crate::workload::{self, Expected};
 use crate::{Error, Result};
 
@@ -633,28 +634,33 @@ fn retain_dbbind_mounts(value: &mut Value, field: &str) {
     }
 }
 
-/// Everything the suite runs. Fields drop in order: the node's containers go first, the
-/// control plane last.
+/// Everything the suite runs. Fields drop in order: the node's containers go first, then the
+/// control plane, the pod network last.
 pub struct Environment {
     pub node: Node,
-    pub dbbind: Dbbind,
+    /// dbbind, installed by its chart onto the node: the webhook every scenario goes through.
+    pub dbbind: Release,
     pub servers: Servers,
     pub plane: ControlPlane,
+    pub network: PodNetwork,
 }
 
 impl Environment {
+    /// The pod network, the control plane, PostgreSQL, the node, and dbbind installed with
+    /// `helm install` (which waits for both replicas to be ready).
     pub fn start() -> Result<Environment> {
-        let plane = ControlPlane::start()?;
+        let network = PodNetwork::create()?;
+        let plane = ControlPlane::start_for_node(&network)?;
         let servers = Servers::start()?;
         provision(&servers)?;
-        let dbbind = Dbbind::start(&plane)?;
-        dbbind.register(&plane)?;
-        let node = Node::start(&plane, &servers.ca.cert_pem)?;
+        let node = Node::start(&plane, &network, &servers.ca.cert_pem)?;
+        let dbbind = Release::install(&plane, &node, &[])?;
         Ok(Environment {
             node,
             dbbind,
             servers,
             plane,
+            network,
         })
     }
 }

@@ -24,13 +24,37 @@ pub fn node_bin_dir() -> Result<PathBuf, Error> {
 }
 
 /// A directory of its own for a run's component (`dbbind-e2e-…`, `dbbind-node-…`), removed
-/// when dropped unless `DBBIND_E2E_KEEP` is set, which keeps logs, kubeconfig, certificates
-/// and the node's state for a post-mortem.
-pub fn run_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
-    tempfile::Builder::new()
+/// when dropped, or when the harness is stopped by a signal, unless `DBBIND_E2E_KEEP` is set,
+/// which keeps logs, kubeconfig, certificates and the node's state for a post-mortem.
+pub struct RunDir {
+    dir: tempfile::TempDir,
+    _on_signal: crate::process::SignalCleanup,
+}
+
+impl RunDir {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+pub fn run_dir(prefix: &str) -> std::io::Result<RunDir> {
+    let keep = std::env::var_os("DBBIND_E2E_KEEP").is_some();
+    let dir = tempfile::Builder::new()
         .prefix(prefix)
-        .disable_cleanup(std::env::var_os("DBBIND_E2E_KEEP").is_some())
-        .tempdir()
+        .disable_cleanup(keep)
+        .tempdir()?;
+    let path = dir.path().to_owned();
+    // Registered first, so it runs after the cleanups of what lives inside (mounts).
+    let on_signal = crate::process::on_signal(move || {
+        // Never through a mount that could not be undone (a volume's tmpfs, a bind mount).
+        if !keep && mounts_under(&path).is_empty() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    });
+    Ok(RunDir {
+        dir,
+        _on_signal: on_signal,
+    })
 }
 
 /// The directory of the drivers the app image carries beside psql (`pgx-check`,
@@ -91,7 +115,8 @@ pub fn dbbind() -> Result<PathBuf, Error> {
     dbbind_built(false)
 }
 
-/// The release build of dbbind, for benchmarks.
+/// The release build of dbbind, built as the Dockerfile builds it (`--locked --release
+/// --package dbbind --bin dbbind`): for dbbind's image and for benchmarks.
 pub fn dbbind_release() -> Result<PathBuf, Error> {
     dbbind_built(true)
 }
@@ -99,7 +124,15 @@ pub fn dbbind_release() -> Result<PathBuf, Error> {
 fn dbbind_built(release: bool) -> Result<PathBuf, Error> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = Command::new(cargo)
-        .args(["build", "--quiet", "--locked", "--bin", "dbbind"])
+        .args([
+            "build",
+            "--quiet",
+            "--locked",
+            "--package",
+            "dbbind",
+            "--bin",
+            "dbbind",
+        ])
         .args(release.then_some("--release"))
         .arg("--manifest-path")
         .arg(repo_root().join("Cargo.toml"))
@@ -140,4 +173,56 @@ pub fn free_port() -> Result<u16, Error> {
         .local_addr()
         .map_err(|e| Error::new(e.to_string()))?
         .port())
+}
+
+/// The mount points at or under `dir`, from this process's mount table, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let prefix = dir.display().to_string();
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .filter(|point| {
+            point
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .map(str::to_owned)
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+    points
+}
+
+/// The chart's `appVersion`: the image tag it pulls by default.
+pub fn chart_app_version() -> Result<String, Error> {
+    let path = repo_root().join("charts/dbbind/Chart.yaml");
+    let chart: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(&path)
+            .map_err(|e| Error::new(format!("{}: {e}", path.display())))?,
+    )
+    .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+    chart["appVersion"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::new("charts/dbbind/Chart.yaml has no appVersion"))
+}
+
+/// Fails with what to do unless this process may open `needed` files (a flood of connections
+/// opened from the test process).
+pub fn enough_open_files(needed: usize) -> Result<(), Error> {
+    let limits = std::fs::read_to_string("/proc/self/limits")
+        .map_err(|e| Error::new(format!("/proc/self/limits: {e}")))?;
+    let open_files: usize = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    if open_files < needed {
+        return Err(Error::new(format!(
+            "the flood needs {needed} open files; `ulimit -n` allows {open_files} (.ci/run raises it)"
+        )));
+    }
+    Ok(())
 }

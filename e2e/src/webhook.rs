@@ -48,6 +48,25 @@ pub fn shipped_configuration(
     serde_json::to_string(&config).map_err(|e| Error::new(e.to_string()))
 }
 
+/// A plain-HTTP GET on a dbbind admin port (`/metrics`, `/readyz`): (status, body).
+pub fn admin_get(host: &str, port: u16, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect((host, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| Error::new(format!("bad response from {host}:{port}: {response}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 /// A process's resident memory (VmRSS), in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -223,21 +242,7 @@ impl Dbbind {
 
     /// A plain-HTTP GET on the admin port: (status, body).
     pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n")?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| Error::new(format!("bad response: {response}")))?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+        admin_get("127.0.0.1", self.admin_port, path)
     }
 
     /// The sum of the Pod webhook's `dbbind_admission_requests_total` over outcomes.

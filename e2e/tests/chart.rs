@@ -78,6 +78,16 @@ fn lint_passes_in_every_mode() {
             "watchNamespaces={shop,billing}",
             "certificates.mode=cert-manager",
         ],
+        vec![
+            "hostNetwork=true",
+            "ports.webhook=10250",
+            "extraArgs={--max-connections=2048}",
+            "extraEnv[0].name=KUBERNETES_SERVICE_HOST",
+            "extraEnv[0].value=10.1.2.3",
+            "networkPolicy.enabled=true",
+            "networkPolicy.webhookFrom[0].ipBlock.cidr=10.0.0.0/16",
+            "replicaCount=1",
+        ],
     ] {
         let mut args = vec![
             "lint",
@@ -101,6 +111,11 @@ fn lint_passes_in_every_mode() {
 #[test]
 fn the_default_install_is_self_managed_and_locked_down() {
     let objects = render(&[]).unwrap();
+    let (hooks, objects): (Vec<Value>, Vec<Value>) = objects
+        .into_iter()
+        .partition(|o| o["metadata"]["annotations"]["helm.sh/hook"].is_string());
+    // No Secret: dbbind creates its certificate Secret itself (a templated one would be
+    // emptied by the next upgrade's three-way merge).
     assert_eq!(
         kinds(&objects),
         [
@@ -115,11 +130,58 @@ fn the_default_install_is_self_managed_and_locked_down() {
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
-            "Secret",
             "Service",
             "ServiceAccount",
             "ValidatingWebhookConfiguration"
         ]
+    );
+    // The test and the uninstall's unregister, each with its own account and least RBAC.
+    let hook_names: Vec<(String, String)> = hooks
+        .iter()
+        .map(|o| {
+            (
+                o["metadata"]["annotations"]["helm.sh/hook"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    for (hook, name) in [
+        ("test", "Pod/dbbind-test"),
+        ("test", "ServiceAccount/dbbind-test"),
+        ("test", "ClusterRole/dbbind-test"),
+        ("test", "ClusterRoleBinding/dbbind-test"),
+        ("pre-delete", "Job/dbbind-unregister"),
+        ("pre-delete", "ServiceAccount/dbbind-unregister"),
+        ("pre-delete", "ClusterRole/dbbind-unregister"),
+        ("pre-delete", "ClusterRoleBinding/dbbind-unregister"),
+    ] {
+        assert!(
+            hook_names.contains(&(hook.to_owned(), name.to_owned())),
+            "{hook} {name}: {hook_names:?}"
+        );
+    }
+    assert_eq!(hooks.len(), 8, "{hook_names:?}");
+    assert_eq!(
+        find(&hooks, "ClusterRole", "dbbind-unregister")["rules"],
+        json!([
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "resourceNames": ["dbbind"], "verbs": ["delete"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"], "resourceNames": ["dbbind-workloads"], "verbs": ["delete"]},
+        ])
+    );
+    assert_eq!(
+        find(&hooks, "Job", "dbbind-unregister")["spec"]["template"]["spec"]["containers"][0]["args"],
+        json!(["unregister"])
+    );
+    assert_eq!(
+        find(&hooks, "Pod", "dbbind-test")["spec"]["containers"][0]["args"],
+        json!(["selftest"])
     );
     let deployment = find(&objects, "Deployment", "dbbind");
     let pod = &deployment["spec"]["template"];
@@ -164,8 +226,8 @@ fn the_default_install_is_self_managed_and_locked_down() {
         .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].clone()))
         .collect();
     assert!(
-        env.contains(&("DBBIND_REQUEST_TIMEOUT".to_owned(), json!("8s"))),
-        "below the webhook's 10s: {env:?}"
+        env.contains(&("DBBIND_REQUEST_TIMEOUT".to_owned(), json!("3s"))),
+        "below the shorter webhook timeout, the workload check's 5s: {env:?}"
     );
     assert!(env.contains(&("DBBIND_WEBHOOK_CONFIG_NAME".to_owned(), json!("dbbind"))));
     assert!(env.contains(&(
@@ -252,7 +314,10 @@ fn the_default_install_is_self_managed_and_locked_down() {
     );
     assert_eq!(
         rules("Role", "dbbind-certificates"),
-        json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["dbbind-tls"], "verbs": ["get", "update"]}])
+        json!([
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["dbbind-tls"], "verbs": ["get", "update"]}
+        ])
     );
     assert_eq!(
         rules("ClusterRole", "dbbind-webhook"),
@@ -283,10 +348,6 @@ fn the_default_install_is_self_managed_and_locked_down() {
             .unwrap()
             .contains(&json!({"name": "DBBIND_VALIDATING_WEBHOOK_CONFIG_NAME", "value": ""})),
         "{env}"
-    );
-    assert_eq!(
-        find(&objects, "Secret", "dbbind-tls")["type"],
-        "kubernetes.io/tls"
     );
 }
 
@@ -538,8 +599,10 @@ fn the_cache_follows_opted_in_namespaces_unless_told_otherwise() {
             .iter()
             .find(|e| e["name"] == "DBBIND_NAMESPACE_SELECTOR")
             .map(|e| e["value"].clone());
+        // dbbind's own roles: the test hook lists namespaces to find an opted-in one.
         let watches_namespaces = objects.iter().any(|o| {
             o["kind"] == "ClusterRole"
+                && o["metadata"]["annotations"]["helm.sh/hook"].is_null()
                 && o["rules"]
                     .as_array()
                     .into_iter()
@@ -582,6 +645,16 @@ fn the_schema_refuses_bad_values() {
         ),
         ("rotation.enabled=yes", "got string, want boolean"),
         ("rotation.minInterval=soon", "does not match pattern"),
+        ("hostNetwork=yes", "got string, want boolean"),
+        ("ports.webhook=70000", "maximum"),
+        ("extraArgs={serve}", "does not match pattern"),
+        ("dnsPolicy=Sometimes", "value must be one of"),
+        ("webhook.workloads.timeoutSeconds=2", "minimum"),
+        ("networkPolicy.webhookFrom=10.0.0.0/8", "want array"),
+        (
+            "test.namespaces=shop",
+            "additional properties 'namespaces' not allowed",
+        ),
     ] {
         let error = render(&[set]).unwrap_err();
         assert!(error.contains(message), "{set}: {error}");
@@ -649,6 +722,12 @@ fn the_plain_manifests_are_in_step_with_the_chart() {
     let kustomization: Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
             .unwrap();
+    // Helm's hooks (the test, the uninstall's unregister) are Helm's own; plain manifests have
+    // no install or uninstall to hook into.
+    let chart: Vec<Value> = chart
+        .into_iter()
+        .filter(|object| object["metadata"]["annotations"]["helm.sh/hook"].is_null())
+        .collect();
     let mut plain = Vec::new();
     for file in kustomization["resources"].as_array().unwrap() {
         plain.extend(yaml_documents(
@@ -690,5 +769,260 @@ fn the_plain_manifests_are_in_step_with_the_chart() {
         plain.len(),
         chart.len() + 1,
         "the chart's objects and the Namespace"
+    );
+}
+
+fn pod_spec(objects: &[Value]) -> Value {
+    find(objects, "Deployment", "dbbind")["spec"]["template"]["spec"].clone()
+}
+
+fn env_value(container: &Value, name: &str) -> Option<Value> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| e["value"].clone())
+}
+
+/// Values real clusters need, as cert-manager's and Kyverno's charts have them: the host
+/// network with ports of one's choosing, DNS policy, more flags and environment, security
+/// contexts, and where the NetworkPolicy admits from.
+#[test]
+fn values_real_clusters_need() {
+    // The host network (EKS with a CNI of its own, GKE private clusters' port 10250).
+    let host = pod_spec(
+        &render(&[
+            "hostNetwork=true",
+            "ports.webhook=10250",
+            "ports.admin=10251",
+        ])
+        .unwrap(),
+    );
+    assert_eq!(host["hostNetwork"], true);
+    assert_eq!(host["dnsPolicy"], "ClusterFirstWithHostNet");
+    let container = &host["containers"][0];
+    assert_eq!(
+        env_value(container, "DBBIND_LISTEN"),
+        Some(json!("0.0.0.0:10250"))
+    );
+    assert_eq!(
+        env_value(container, "DBBIND_ADMIN_LISTEN"),
+        Some(json!("0.0.0.0:10251"))
+    );
+    assert_eq!(
+        container["ports"],
+        json!([{"name": "webhook", "containerPort": 10250}, {"name": "admin", "containerPort": 10251}])
+    );
+    // The Service still answers on 443 and sends to the named port.
+    let objects = render(&["hostNetwork=true", "ports.webhook=10250"]).unwrap();
+    assert_eq!(
+        find(&objects, "Service", "dbbind")["spec"]["ports"][0],
+        json!({"name": "webhook", "port": 443, "targetPort": "webhook"})
+    );
+    let default = pod_spec(&render(&[]).unwrap());
+    assert!(default["hostNetwork"].is_null() && default["dnsPolicy"].is_null());
+    assert_eq!(
+        pod_spec(&render(&["dnsPolicy=Default"]).unwrap())["dnsPolicy"],
+        "Default"
+    );
+
+    // More flags and environment: for serve, and (the environment) for the hooks too, which
+    // reach the API server the same way.
+    let objects = render(&[
+        "extraArgs={--max-connections=2048}",
+        "extraEnv[0].name=KUBERNETES_SERVICE_HOST",
+        "extraEnv[0].value=10.1.2.3",
+    ])
+    .unwrap();
+    let container = &pod_spec(&objects)["containers"][0];
+    assert_eq!(
+        container["args"],
+        json!(["serve", "--max-connections=2048"])
+    );
+    assert_eq!(
+        env_value(container, "KUBERNETES_SERVICE_HOST"),
+        Some(json!("10.1.2.3"))
+    );
+    let job =
+        &find(&objects, "Job", "dbbind-unregister")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_value(job, "KUBERNETES_SERVICE_HOST"),
+        Some(json!("10.1.2.3"))
+    );
+    let test = &find(&objects, "Pod", "dbbind-test")["spec"]["containers"][0];
+    assert_eq!(
+        env_value(test, "KUBERNETES_SERVICE_HOST"),
+        Some(json!("10.1.2.3"))
+    );
+
+    // Security contexts are values, with the locked-down defaults.
+    let spec = pod_spec(
+        &render(&[
+            "podSecurityContext.runAsUser=1001",
+            "podSecurityContext.fsGroup=1001",
+            "securityContext.readOnlyRootFilesystem=false",
+            "priorityClassName=system-cluster-critical",
+        ])
+        .unwrap(),
+    );
+    assert_eq!(spec["securityContext"]["runAsUser"], 1001);
+    assert_eq!(spec["securityContext"]["fsGroup"], 1001);
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+        false
+    );
+    assert_eq!(
+        spec["containers"][0]["securityContext"]["capabilities"],
+        json!({"drop": ["ALL"]})
+    );
+    assert_eq!(spec["priorityClassName"], "system-cluster-critical");
+
+    // The NetworkPolicy admits the webhook and admin ports from the sources given, each.
+    let objects = render(&[
+        "networkPolicy.enabled=true",
+        "networkPolicy.webhookFrom[0].ipBlock.cidr=10.0.0.0/16",
+        "networkPolicy.adminFrom[0].namespaceSelector.matchLabels.name=monitoring",
+    ])
+    .unwrap();
+    assert_eq!(
+        find(&objects, "NetworkPolicy", "dbbind")["spec"]["ingress"],
+        json!([
+            {"ports": [{"port": "webhook", "protocol": "TCP"}], "from": [{"ipBlock": {"cidr": "10.0.0.0/16"}}]},
+            {"ports": [{"port": "admin", "protocol": "TCP"}], "from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+        ])
+    );
+    let open = render(&["networkPolicy.enabled=true"]).unwrap();
+    let ingress = &find(&open, "NetworkPolicy", "dbbind")["spec"]["ingress"];
+    assert!(ingress[0]["from"].is_null() && ingress[1]["from"].is_null());
+
+    // An umbrella chart's global values are accepted.
+    render(&["global.imageRegistry=registry.example.com"]).unwrap();
+}
+
+/// The PodDisruptionBudget is rendered only when one replica can still be evicted: a single
+/// replica never blocks a node drain.
+#[test]
+fn the_pdb_is_rendered_only_when_a_drain_can_satisfy_it() {
+    let pdbs = |sets: &[&str]| {
+        render(sets)
+            .unwrap()
+            .iter()
+            .filter(|o| o["kind"] == "PodDisruptionBudget")
+            .count()
+    };
+    assert_eq!(pdbs(&[]), 1);
+    assert_eq!(pdbs(&["replicaCount=1"]), 0);
+    assert_eq!(
+        pdbs(&["replicaCount=3", "podDisruptionBudget.minAvailable=3"]),
+        0
+    );
+    assert_eq!(
+        pdbs(&["replicaCount=3", "podDisruptionBudget.minAvailable=2"]),
+        1
+    );
+    assert_eq!(
+        pdbs(&["replicaCount=1", "podDisruptionBudget.minAvailable=50%"]),
+        0
+    );
+    assert_eq!(
+        pdbs(&["replicaCount=2", "podDisruptionBudget.minAvailable=50%"]),
+        1
+    );
+    assert_eq!(pdbs(&["podDisruptionBudget.enabled=false"]), 0);
+}
+
+/// dbbind's request deadline stays below every webhook's timeout: two seconds less than the
+/// shorter one, whichever that is.
+#[test]
+fn the_request_deadline_is_below_every_webhook_timeout() {
+    let deadline = |sets: &[&str]| {
+        env_value(
+            &pod_spec(&render(sets).unwrap())["containers"][0],
+            "DBBIND_REQUEST_TIMEOUT",
+        )
+    };
+    assert_eq!(deadline(&[]), Some(json!("3s")));
+    assert_eq!(
+        deadline(&["webhook.workloads.timeoutSeconds=15"]),
+        Some(json!("8s"))
+    );
+    assert_eq!(
+        deadline(&[
+            "webhook.timeoutSeconds=4",
+            "webhook.workloads.timeoutSeconds=30"
+        ]),
+        Some(json!("2s"))
+    );
+    assert_eq!(
+        deadline(&["webhook.workloads.enabled=false"]),
+        Some(json!("8s"))
+    );
+    for sets in [
+        vec![],
+        vec![
+            "webhook.timeoutSeconds=3",
+            "webhook.workloads.timeoutSeconds=3",
+        ],
+    ] {
+        let objects = render(&sets).unwrap();
+        let seconds: u64 = env_value(
+            &pod_spec(&objects)["containers"][0],
+            "DBBIND_REQUEST_TIMEOUT",
+        )
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+        let mutating = &find(&objects, "MutatingWebhookConfiguration", "dbbind")["webhooks"];
+        let validating = &find(
+            &objects,
+            "ValidatingWebhookConfiguration",
+            "dbbind-workloads",
+        )["webhooks"];
+        for webhook in mutating
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(validating.as_array().unwrap())
+        {
+            let timeout = webhook["timeoutSeconds"].as_u64().unwrap();
+            assert!(
+                seconds < timeout,
+                "{sets:?}: deadline {seconds}s, {} timeout {timeout}s",
+                webhook["name"]
+            );
+        }
+    }
+}
+
+/// The README's install path is the suite's: the image tag it builds is the one the chart pulls
+/// (its appVersion) and the node's image carries, and its `helm install` line is the one the
+/// suite runs (which adds only where the API server is, for its kube-proxy-free network).
+#[test]
+fn the_readmes_install_commands_are_what_the_suite_runs() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let version = dbbind_e2e::tools::chart_app_version().unwrap();
+    let build = format!("docker build -t dbbind:{version} .");
+    assert!(readme.contains(&build), "README lacks `{build}`");
+    let install = format!("helm {}", dbbind_e2e::release::INSTALL.join(" "));
+    assert!(readme.contains(&install), "README lacks `{install}`");
+    for line in [
+        "kubectl create namespace shop",
+        "kubectl label namespace shop dbbind.io/inject=enabled",
+    ] {
+        assert!(readme.contains(line), "README lacks `{line}`");
+    }
+    let objects = render(&[]).unwrap();
+    let image = find(&objects, "Deployment", "dbbind")["spec"]["template"]["spec"]["containers"][0]
+        ["image"]
+        .clone();
+    assert_eq!(image, format!("dbbind:{version}"));
+    assert_eq!(
+        dbbind_e2e::image::dbbind_images(&version)[0],
+        format!("docker.io/library/dbbind:{version}"),
+        "the node's image is what containerd makes of the chart's reference"
     );
 }

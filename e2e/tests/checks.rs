@@ -4,18 +4,26 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use dbbind_e2e::release::Release;
 use dbbind_e2e::scenarios::{self, Environment};
+use dbbind_e2e::webhook::Dbbind;
 use dbbind_e2e::workload;
 use dbbind_e2e::{Error, Result};
 use serde_json::{Value, json};
 
+mod installed;
 mod node;
 mod rotation;
 
 type Check = for<'a> fn(&'a mut Environment) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
 
-/// In order; the last one stops dbbind.
+/// In order: the chart's install first, its uninstall last but one; the last starts dbbind as a
+/// process beside the cluster to watch it stop.
 pub const ALL: &[(&str, Check)] = &[
+    (
+        "the_chart_serves_from_its_own_pods_behind_its_service",
+        |e| Box::pin(installed::serves_from_its_own_pods(e)),
+    ),
     ("an_unlabelled_namespace_is_untouched", |e| {
         Box::pin(unlabelled_namespace(e))
     }),
@@ -69,9 +77,6 @@ pub const ALL: &[(&str, Check)] = &[
         "admission_review_fixtures_have_the_api_servers_shape",
         |e| Box::pin(captured_reviews(e)),
     ),
-    ("the_chart_installs_and_its_webhook_binds", |e| {
-        Box::pin(chart_installed(e))
-    }),
     (
         "every_chart_mode_and_webhook_config_pass_server_side_validation",
         |e| Box::pin(server_side_validation(e)),
@@ -80,6 +85,25 @@ pub const ALL: &[(&str, Check)] = &[
         "the_charts_rotation_rbac_grants_the_controllers_calls_and_no_more",
         |e| Box::pin(rotation_rbac(e)),
     ),
+    (
+        "an_upgrade_under_load_fails_no_create_and_keeps_the_certificates",
+        |e| Box::pin(installed::upgrade(e)),
+    ),
+    ("a_deleted_replica_under_load_fails_no_create", |e| {
+        Box::pin(installed::deleted_replica(e))
+    }),
+    ("a_killed_process_under_load_fails_no_create", |e| {
+        Box::pin(installed::killed_process(e))
+    }),
+    ("an_eviction_under_load_fails_no_create", |e| {
+        Box::pin(installed::eviction(e))
+    }),
+    ("idle_connections_under_load_fail_no_create", |e| {
+        Box::pin(installed::idle_flood(e))
+    }),
+    ("an_uninstall_under_load_fails_no_create", |e| {
+        Box::pin(installed::uninstall(e))
+    }),
     ("sigterm_drains_then_opted_in_pods_fail_closed", |e| {
         Box::pin(stopped(e))
     }),
@@ -167,14 +191,15 @@ fn untouched(pod: &Value) -> Result<()> {
 async fn unlabelled_namespace(environment: &mut Environment) -> Result<()> {
     kubectl(environment, &["create", "namespace", "e2e-unlabelled"], "")?;
     apply_secret(environment, "external-generic", "e2e-unlabelled", None)?;
-    let before = environment.dbbind.requests_total()?;
+    let client = environment.plane.client().await?;
+    let before = Release::requests_total(&client).await?;
     kubectl(
         environment,
         &["apply", "-n", "e2e-unlabelled", "-f", "-"],
         &pod("asks", &[("dbbind.io/secret", "orders-db-conn")]),
     )?;
     untouched(&get_pod(environment, "e2e-unlabelled", "asks")?)?;
-    if environment.dbbind.requests_total()? != before {
+    if Release::requests_total(&client).await? != before {
         return Err(Error::new(
             "the namespaceSelector let an unlabelled namespace's pod through",
         ));
@@ -183,9 +208,12 @@ async fn unlabelled_namespace(environment: &mut Environment) -> Result<()> {
 }
 
 /// Polls `condition` for up to 20 s.
-async fn eventually(what: &str, mut condition: impl FnMut() -> Result<bool>) -> Result<()> {
+async fn eventually<F: Future<Output = Result<bool>>>(
+    what: &str,
+    mut condition: impl FnMut() -> F,
+) -> Result<()> {
     for _ in 0..200 {
-        if condition()? {
+        if condition().await? {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -193,14 +221,31 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> Result<bool>) -> 
     Err(Error::new(format!("not reached within 20 s: {what}")))
 }
 
-/// dbbind runs with `--namespace-selector=dbbind.io/inject=enabled`, as the chart does: the
-/// Secrets of a namespace that has not opted in are never cached, Helm's release Secrets never
-/// anywhere; a namespace labelled a moment before its first pod is bound with its Secrets; a
-/// namespace that leaves is forgotten.
+/// `dbbind_secret_cache_objects` of each replica.
+async fn cached_secrets(client: &kube::Client) -> Result<Vec<u64>> {
+    let mut counts = Vec::new();
+    for replica in Release::replicas(client).await? {
+        counts.push(replica.metric_sum("dbbind_secret_cache_objects ")?);
+    }
+    Ok(counts)
+}
+
+/// The chart runs dbbind with `--namespace-selector=dbbind.io/inject=enabled`: the Secrets of a
+/// namespace that has not opted in are never cached, Helm's release Secrets never anywhere
+/// (the release's own namespace holds dbbind's); a namespace labelled a moment before its first
+/// pod is bound with its Secrets; a namespace that leaves is forgotten. Each replica's cache is
+/// read through its own metrics.
 async fn cache_scope(environment: &mut Environment) -> Result<()> {
     let namespace = "e2e-later";
+    let client = environment.plane.client().await?;
     kubectl(environment, &["create", "namespace", namespace], "")?;
-    let before = environment.dbbind.cached_secrets()?;
+    let before = cached_secrets(&client).await?;
+    if before.len() != 2 || before[0] != before[1] {
+        return Err(Error::new(format!(
+            "the two replicas do not cache the same Secrets: {before:?}"
+        )));
+    }
+    let before = before[0];
     let mut items: Vec<Value> = (0..20)
         .map(|index| {
             json!({"apiVersion": "v1", "kind": "Secret",
@@ -221,10 +266,10 @@ async fn cache_scope(environment: &mut Environment) -> Result<()> {
     )?;
     apply_secret(environment, "external-generic", namespace, None)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let unlabelled = environment.dbbind.cached_secrets()?;
-    if unlabelled != before {
+    let unlabelled = cached_secrets(&client).await?;
+    if unlabelled != [before, before] {
         return Err(Error::new(format!(
-            "Secrets of a namespace that did not opt in were cached: {before} -> {unlabelled}"
+            "Secrets of a namespace that did not opt in were cached: {before} -> {unlabelled:?}"
         )));
     }
 
@@ -239,7 +284,7 @@ async fn cache_scope(environment: &mut Environment) -> Result<()> {
     // side, so a pod the API server did not send to dbbind is tried again under a new name.
     for attempt in 0..3 {
         let name = format!("first-{attempt}");
-        let asked = environment.dbbind.requests_total()?;
+        let asked = Release::requests_total(&client).await?;
         let manifest = pod(&name, &[("dbbind.io/secret", "orders-db-conn")]);
         kubectl(
             environment,
@@ -247,7 +292,7 @@ async fn cache_scope(environment: &mut Environment) -> Result<()> {
             &manifest,
         )?;
         first = get_pod(environment, namespace, &name)?;
-        if environment.dbbind.requests_total()? != asked {
+        if Release::requests_total(&client).await? != asked {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -259,8 +304,8 @@ async fn cache_scope(environment: &mut Environment) -> Result<()> {
     }
     // 20 unrelated Secrets and the database's, not the Helm release.
     let expected = before + 21;
-    eventually("the opted-in namespace's Secrets are cached", || {
-        Ok(environment.dbbind.cached_secrets()? == expected)
+    eventually("the opted-in namespace's Secrets are cached", || async {
+        Ok(cached_secrets(&client).await? == [expected, expected])
     })
     .await?;
 
@@ -269,14 +314,16 @@ async fn cache_scope(environment: &mut Environment) -> Result<()> {
         &["label", "namespace", namespace, "dbbind.io/inject-"],
         "",
     )?;
-    eventually("the namespace that left is forgotten", || {
-        Ok(environment.dbbind.cached_secrets()? == before)
+    eventually("the namespace that left is forgotten", || async {
+        Ok(cached_secrets(&client).await? == [before, before])
     })
     .await?;
-    let log = environment.dbbind.log();
+    let log = Release::logs(&environment.node);
     for line in ["namespace opted in", "namespace left"] {
-        if !log.contains(line) {
-            return Err(Error::new(format!("dbbind's log does not say {line:?}")));
+        if log.matches(line).count() < 2 {
+            return Err(Error::new(format!(
+                "the two replicas' logs do not both say {line:?}"
+            )));
         }
     }
     Ok(())
@@ -301,14 +348,15 @@ async fn opted_out_pod(environment: &mut Environment) -> Result<()> {
 }
 
 async fn plain_pod(environment: &mut Environment) -> Result<()> {
-    let before = environment.dbbind.requests_total()?;
+    let client = environment.plane.client().await?;
+    let before = Release::requests_total(&client).await?;
     kubectl(
         environment,
         &["apply", "-n", "e2e-checks", "-f", "-"],
         &pod("plain", &[("team", "shop")]),
     )?;
     untouched(&get_pod(environment, "e2e-checks", "plain")?)?;
-    let after = environment.dbbind.requests_total()?;
+    let after = Release::requests_total(&client).await?;
     if after != before {
         return Err(Error::new(format!(
             "dbbind's request counter moved from {before} to {after}: matchConditions did not filter"
@@ -536,15 +584,41 @@ async fn dry_run(environment: &mut Environment) -> Result<()> {
     Ok(())
 }
 
+/// With the chart uninstalled, dbbind as a process beside the cluster (registered by URL through
+/// `webhook-config/`'s configurations), so its exit status and whole log can be read: after
+/// SIGTERM it drains and exits 0; then opted-in pods fail closed, other namespaces and plain
+/// pods are unaffected, and Deployments still apply (the workload check fails open).
 async fn stopped(environment: &mut Environment) -> Result<()> {
-    let status = environment.dbbind.terminate()?;
+    let mut dbbind = Dbbind::start(&environment.plane)?;
+    dbbind.register(&environment.plane)?;
+    // The API server sees the new registration within a moment: a pod bound through it.
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let name = format!("through-process-{attempt}");
+        kubectl(
+            environment,
+            &["apply", "-n", "e2e-checks", "-f", "-"],
+            &pod(&name, &[("dbbind.io/secret", "orders-db-conn")]),
+        )?;
+        let created = get_pod(environment, "e2e-checks", &name)?;
+        if created["metadata"]["annotations"]["dbbind.io/status"] == "injected" {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            return Err(Error::new("the process's registration never bound a pod"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = dbbind.terminate()?;
     if !status.success() {
         return Err(Error::new(format!(
             "dbbind exited with {status} after SIGTERM:\n{}",
-            environment.dbbind.log()
+            dbbind.log()
         )));
     }
-    let log = environment.dbbind.log();
+    let log = dbbind.log();
     for line in [
         "SIGTERM received",
         "shutting down: readiness is false, draining",
@@ -831,151 +905,6 @@ fn helm(environment: &Environment, args: &[&str]) -> Result<String> {
     }
 }
 
-/// `helm install` with zero values: the API server validates every object. Then the chart's own
-/// MutatingWebhookConfiguration, its clientConfig switched to this suite's dbbind process (a
-/// Service cannot route to a local process), is the only one registered: its selectors and
-/// conditions are the ones proven.
-async fn chart_installed(environment: &mut Environment) -> Result<()> {
-    helm(
-        environment,
-        &[
-            "install",
-            "platform",
-            "charts/dbbind",
-            "--namespace",
-            "dbbind-system",
-            "--create-namespace",
-        ],
-    )?;
-    let installed = kubectl(
-        environment,
-        &[
-            "get",
-            "deployment,service,serviceaccount,poddisruptionbudget,secret,role,rolebinding",
-            "-n",
-            "dbbind-system",
-            "-o",
-            "name",
-        ],
-        "",
-    )?;
-    for object in [
-        "deployment.apps/platform-dbbind",
-        "service/platform-dbbind",
-        "poddisruptionbudget.policy/platform-dbbind",
-        "secret/platform-dbbind-tls",
-        "role.rbac.authorization.k8s.io/platform-dbbind-certificates",
-    ] {
-        if !installed.stdout.contains(object) {
-            return Err(Error::new(format!(
-                "{object} not installed: {}",
-                installed.stdout
-            )));
-        }
-    }
-    let config = kubectl(
-        environment,
-        &[
-            "get",
-            "mutatingwebhookconfiguration",
-            "platform-dbbind",
-            "-o",
-            "json",
-        ],
-        "",
-    )?;
-    let mut config: Value =
-        serde_json::from_str(&config.stdout).map_err(|e| Error::new(e.to_string()))?;
-    let url_config: Value = serde_json::from_str(&environment.dbbind.webhook_configuration()?)
-        .map_err(|e| Error::new(e.to_string()))?;
-    config["webhooks"][0]["clientConfig"] = url_config["webhooks"][0]["clientConfig"].clone();
-    kubectl(
-        environment,
-        &["delete", "mutatingwebhookconfiguration", "dbbind"],
-        "",
-    )?;
-    kubectl(environment, &["replace", "-f", "-"], &config.to_string())?;
-
-    let result = chart_webhook_binds(environment).await;
-    // Back to the suite's own registration, whatever happened.
-    let _ = helm(
-        environment,
-        &["uninstall", "platform", "--namespace", "dbbind-system"],
-    );
-    environment.dbbind.register(&environment.plane)?;
-    result
-}
-
-async fn chart_webhook_binds(environment: &mut Environment) -> Result<()> {
-    scenarios::opted_in_namespace(&environment.plane, "e2e-chart")?;
-    apply_secret(environment, "external-generic", "e2e-chart", None)?;
-    let client = environment.plane.client().await?;
-    // The API server takes a moment to see the replaced configuration: retry the whole Deployment.
-    let started = std::time::Instant::now();
-    let charted = loop {
-        let (pod, _) = node::apply_app(
-            environment,
-            "e2e-chart",
-            "charted",
-            json!({"dbbind.io/secret": "orders-db-conn"}),
-            &["postgres"],
-            json!({}),
-        )
-        .await?;
-        if workload::wait_for_pod(&client, "e2e-chart", "charted")
-            .await?
-            .metadata
-            .annotations
-            .is_some_and(|a| a.get("dbbind.io/status").is_some_and(|s| s == "injected"))
-        {
-            break pod;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err(Error::new("the chart's webhook never bound a pod"));
-        }
-        kubectl(
-            environment,
-            &["delete", "deployment", "charted", "-n", "e2e-chart"],
-            "",
-        )?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    node::connected(
-        environment,
-        "e2e-chart",
-        "charted",
-        &charted,
-        &["postgres"],
-        ("orders_app", "orders"),
-    )
-    .await?;
-    // The release namespace is never sent to dbbind, even when labelled.
-    kubectl(
-        environment,
-        &[
-            "label",
-            "namespace",
-            "dbbind-system",
-            "dbbind.io/inject=enabled",
-        ],
-        "",
-    )?;
-    apply_secret(environment, "external-generic", "dbbind-system", None)?;
-    kubectl(
-        environment,
-        &["apply", "-n", "dbbind-system", "-f", "-"],
-        &pod(
-            "in-release-namespace",
-            &[("dbbind.io/secret", "orders-db-conn")],
-        ),
-    )?;
-    untouched(&get_pod(
-        environment,
-        "dbbind-system",
-        "in-release-namespace",
-    )?)
-}
-
 /// The other certificate modes and webhook-config/ pass the API server's validation (a
 /// server-side dry run creates nothing). cert-manager's objects need its CRDs, which this
 /// cluster does not have: that mode is checked for everything else.
@@ -1089,7 +1018,7 @@ async fn server_side_validation(environment: &mut Environment) -> Result<()> {
     kubectl(environment, &["create", "namespace", "e2e-validate"], "")?;
     let ca_bundle = format!(
         "certificates.secret.caBundle={}",
-        base64::engine::general_purpose::STANDARD.encode(&environment.dbbind.ca_pem)
+        base64::engine::general_purpose::STANDARD.encode(&environment.servers.ca.cert_pem)
     );
     for sets in [
         vec![
@@ -1118,7 +1047,9 @@ async fn server_side_validation(environment: &mut Environment) -> Result<()> {
             args.extend(["--set", set]);
         }
         let rendered = helm(environment, &args)?;
-        // cert-manager's own objects need its CRDs, which this cluster lacks.
+        // cert-manager's own objects need its CRDs, which this cluster lacks. The test hook's
+        // Pod names a ServiceAccount that a dry run does not create (the hook runs for real
+        // in the suite, by `helm test`).
         let objects: Vec<Value> = dbbind_e2e::yaml_documents(&rendered)?
             .into_iter()
             .filter(|o| {
@@ -1126,6 +1057,7 @@ async fn server_side_validation(environment: &mut Environment) -> Result<()> {
                     .as_str()
                     .unwrap_or_default()
                     .starts_with("cert-manager.io")
+                    && o["kind"] != "Pod"
             })
             .collect();
         let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});

@@ -625,18 +625,7 @@ async fn idle_connections_are_shed(faults: &mut Faults) -> Result<()> {
     let client = faults.plane.client().await?;
     let roots: Arc<str> = stored_bundle(&client).await?.into();
     // The flood's sockets are this process's; a failed connect must not pass for a refusal.
-    let limits = std::fs::read_to_string("/proc/self/limits")?;
-    let open_files: usize = limits
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    if open_files < IDLE_CONNECTIONS + 2_000 {
-        return Err(Error::new(format!(
-            "the flood needs {} open files; `ulimit -n` allows {open_files} (.ci/run raises it)",
-            IDLE_CONNECTIONS + 2_000
-        )));
-    }
+    dbbind_e2e::tools::enough_open_files(IDLE_CONNECTIONS + 2_000)?;
     let (target, other) = (&faults.replicas[0], &faults.replicas[1]);
     let port = target.listen_port;
     let before = target.rss_kib()?;

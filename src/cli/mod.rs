@@ -3,13 +3,15 @@
 mod certs;
 mod profiles;
 mod render;
+mod selftest;
 mod serve;
+mod unregister;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use dbbind_core::message::PREFIX;
 
@@ -54,6 +56,61 @@ pub enum Command {
     /// Write a CA and a serving certificate for NAME.NAMESPACE.svc (development clusters and
     /// the plain manifests).
     Certs(certs::CertsArgs),
+    /// Check that an installed dbbind binds pods: a server-side dry run of an annotated Pod in
+    /// an opted-in namespace, through the API server and dbbind's webhook (nothing is
+    /// created). Exits 0 when dbbind bound it, 1 otherwise. The chart's `helm test` runs it.
+    Selftest(selftest::SelftestArgs),
+    /// Delete dbbind's webhook configurations, so the API server stops calling it. The chart
+    /// runs it before `helm uninstall` deletes anything else.
+    Unregister(WebhookConfigNames),
+}
+
+/// dbbind's webhook configurations, by name: `serve` keeps their caBundles current (with
+/// self-managed certificates), `unregister` deletes them.
+#[derive(Debug, Args)]
+pub struct WebhookConfigNames {
+    /// The MutatingWebhookConfiguration (the Pod webhook).
+    #[arg(long, env = "DBBIND_WEBHOOK_CONFIG_NAME", default_value = "dbbind")]
+    pub webhook_config_name: String,
+    /// The ValidatingWebhookConfiguration of the workload check; empty when it is not
+    /// installed.
+    #[arg(
+        long,
+        env = "DBBIND_VALIDATING_WEBHOOK_CONFIG_NAME",
+        default_value = "dbbind-workloads"
+    )]
+    pub validating_webhook_config_name: String,
+}
+
+/// Runs a command that talks to the API server: `work` on a small runtime, its lines to
+/// stdout (exit 0) or its error to stderr (exit 1).
+fn run_against_cluster<F>(work: F, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8
+where
+    F: std::future::Future<Output = anyhow::Result<Vec<String>>>,
+{
+    crate::tls::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(stderr, "Error: cannot start the async runtime: {error}");
+            return 1;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(lines) => {
+            for line in lines {
+                let _ = writeln!(stdout, "{line}");
+            }
+            0
+        }
+        Err(error) => {
+            let _ = writeln!(stderr, "Error: {error:#}");
+            1
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -77,6 +134,10 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode
         Command::Profiles(args) => profiles::run(&args, &profiles, stdout, stderr),
         Command::Serve(args) => serve::run(&args, profiles, cli.profiles_file),
         Command::Certs(args) => certs::run(&args, stdout, stderr),
+        Command::Selftest(args) => run_against_cluster(selftest::selftest(&args), stdout, stderr),
+        Command::Unregister(args) => {
+            run_against_cluster(unregister::unregister(&args), stdout, stderr)
+        }
     };
     ExitCode::from(code)
 }

@@ -174,17 +174,9 @@ pub struct TlsFlags {
     /// Self-managed: the Secret holding the CA and serving certificate.
     #[arg(long, env = "DBBIND_CERT_SECRET_NAME", default_value = "dbbind-tls")]
     pub cert_secret_name: String,
-    /// Self-managed: the MutatingWebhookConfiguration whose caBundle dbbind keeps current.
-    #[arg(long, env = "DBBIND_WEBHOOK_CONFIG_NAME", default_value = "dbbind")]
-    pub webhook_config_name: String,
-    /// Self-managed: the ValidatingWebhookConfiguration of the workload check, whose caBundle
-    /// dbbind keeps current too; empty when it is not installed.
-    #[arg(
-        long,
-        env = "DBBIND_VALIDATING_WEBHOOK_CONFIG_NAME",
-        default_value = "dbbind-workloads"
-    )]
-    pub validating_webhook_config_name: String,
+    /// Self-managed: the webhook configurations whose caBundles dbbind keeps current.
+    #[command(flatten)]
+    pub webhooks: super::WebhookConfigNames,
     /// Self-managed: extra DNS names for the serving certificate (comma separated).
     #[arg(long, env = "DBBIND_EXTRA_DNS_NAMES", value_delimiter = ',')]
     pub extra_dns_names: Vec<String>,
@@ -493,8 +485,8 @@ fn start_certificates(
         location: Location {
             namespace,
             secret_name: args.tls.cert_secret_name.clone(),
-            webhook_config_name: args.tls.webhook_config_name.clone(),
-            validating_webhook_config_name: Some(&args.tls.validating_webhook_config_name)
+            webhook_config_name: args.tls.webhooks.webhook_config_name.clone(),
+            validating_webhook_config_name: Some(&args.tls.webhooks.validating_webhook_config_name)
                 .filter(|name| !name.is_empty())
                 .cloned(),
         },

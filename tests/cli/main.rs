@@ -7,6 +7,7 @@ mod support;
 
 mod canary;
 mod docs;
+mod hooks;
 mod profiles;
 mod render;
 mod serve;

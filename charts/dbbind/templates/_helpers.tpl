@@ -48,3 +48,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- printf "%s-tls" (include "dbbind.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "dbbind.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The request deadline: two seconds below the shortest webhook timeout, at least one. */}}
+{{- define "dbbind.requestTimeout" -}}
+{{- $timeout := int .Values.webhook.timeoutSeconds -}}
+{{- if and .Values.webhook.workloads.enabled (lt (int .Values.webhook.workloads.timeoutSeconds) $timeout) -}}
+{{- $timeout = int .Values.webhook.workloads.timeoutSeconds -}}
+{{- end -}}
+{{- max 1 (sub $timeout 2) -}}s
+{{- end -}}
+
+{{/* The PodDisruptionBudget only when a replica can be evicted while it holds. */}}
+{{- define "dbbind.pdbSatisfiable" -}}
+{{- $min := .Values.podDisruptionBudget.minAvailable -}}
+{{- if kindIs "string" $min -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end -}}
+{{- else if gt (int .Values.replicaCount) (int $min) -}}
+true
+{{- end -}}
+{{- end -}}

@@ -1,10 +1,12 @@
 //! The live demo: a real control plane and a real node (kubelet, containerd, runc) on this
-//! machine, dbbind installed as its webhook, every example applied, and for each one the pod's
+//! machine, dbbind installed the way users install it (`helm install` of the chart, its image,
+//! two replicas as pods behind its Service), every example applied, and for each one the pod's
 //! phase, the variables and files its container saw, and PostgreSQL's own word that an
 //! unmodified client (Debian's psql) connected with them.
 //!
-//!   cargo run -p dbbind-e2e --bin demo            run, report, tear down
-//!   cargo run -p dbbind-e2e --bin demo -- --keep  and keep it running (Ctrl-C ends it)
+//!   cargo run -p dbbind-e2e --bin demo                  run, report, tear down
+//!   cargo run -p dbbind-e2e --bin demo -- --keep        and keep it running (Ctrl-C ends it)
+//!   cargo run -p dbbind-e2e --bin demo -- --only cnpg   only these examples (comma separated)
 
 use std::process::ExitCode;
 
@@ -88,11 +90,52 @@ fn feedback(environment: &Environment) -> Result<()> {
     Ok(())
 }
 
+/// How dbbind was installed, as a user would see it.
+fn installed(environment: &Environment) -> Result<()> {
+    println!("## dbbind, installed with its chart");
+    // Quoted for a shell: the JSON value has quotes and brackets.
+    let values: Vec<String> = environment
+        .dbbind
+        .values
+        .iter()
+        .map(|value| {
+            if value.starts_with("--") {
+                value.clone()
+            } else {
+                format!("'{value}'")
+            }
+        })
+        .collect();
+    println!(
+        "$ helm {} {}",
+        dbbind_e2e::release::INSTALL.join(" "),
+        values.join(" ")
+    );
+    println!(
+        "  (extraEnv: where dbbind's pods reach the API server; this test bed has no kube-proxy)"
+    );
+    println!("$ kubectl -n dbbind get pods -o wide");
+    let pods = environment
+        .plane
+        .kubectl_run(&["-n", "dbbind", "get", "pods", "-o", "wide"], None)?;
+    for line in pods.stdout.lines() {
+        println!("  {line}");
+    }
+    println!();
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let keep = std::env::args().any(|arg| arg == "--keep");
+    let args: Vec<String> = std::env::args().collect();
+    let keep = args.iter().any(|arg| arg == "--keep");
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|arg| arg == "--only")
+        .and_then(|at| args.get(at + 1))
+        .map(|names| names.split(',').map(str::to_owned).collect());
     dbbind_e2e::process::stop_all_on_signal();
     eprintln!(
-        "==> starting etcd, kube-apiserver, kube-controller-manager, a node (containerd, kubelet, kube-scheduler; built on first use), PostgreSQL, and dbbind"
+        "==> starting etcd, kube-apiserver, kube-controller-manager, a node (containerd, kubelet, kube-scheduler; built on first use) on a pod network of its own, PostgreSQL, and dbbind with `helm install`"
     );
     let environment = match Environment::start() {
         Ok(environment) => environment,
@@ -102,13 +145,30 @@ fn main() -> ExitCode {
         }
     };
     eprintln!(
+        "==> test bed: control plane {}, node {}, pod network {} on bridge {}",
+        environment.plane.dir.path().display(),
+        environment.node.dir.path().display(),
+        environment.network.subnet,
+        environment.network.bridge
+    );
+    eprintln!(
         "==> dbbind is the cluster's mutating webhook; applying examples/ into opted-in namespaces\n"
     );
+    if let Err(error) = installed(&environment) {
+        eprintln!("cannot show the installation: {error}");
+    }
     let Ok(runtime) = tokio::runtime::Runtime::new() else {
         return ExitCode::FAILURE;
     };
     let mut failed = 0;
-    for scenario in SCENARIOS {
+    let scenarios: Vec<_> = SCENARIOS
+        .iter()
+        .filter(|scenario| {
+            only.as_ref()
+                .is_none_or(|only| only.iter().any(|n| n == scenario.name))
+        })
+        .collect();
+    for scenario in &scenarios {
         let report = runtime.block_on(async {
             let client = environment.plane.client().await?;
             scenarios::run(&environment, &client, scenario).await
@@ -139,8 +199,8 @@ fn main() -> ExitCode {
     }
     println!(
         "{} of {} scenarios running and connected",
-        SCENARIOS.len() - failed,
-        SCENARIOS.len()
+        scenarios.len() - failed,
+        scenarios.len()
     );
     println!();
     if let Err(error) = feedback(&environment) {

@@ -1,5 +1,7 @@
-//! Restart on credential rotation on the real node (docs/design.md §10), with two dbbind
-//! replicas watching: a password changes in PostgreSQL and in the Secret, and
+//! Restart on credential rotation on the real node (docs/design.md §10), turned on as users
+//! turn it on — `helm upgrade --set rotation.enabled=true` — so the chart's two replicas run the
+//! controller under the chart's own RBAC. A password changes in PostgreSQL and in the Secret,
+//! and
 //! - the Deployment that opted in and reads it through env is rolled once: a new pod starts
 //!   and connects with the new password, the old pod is gone, one `SecretRotated` Event, one
 //!   rollout counted across both replicas;
@@ -13,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use dbbind_e2e::app::{self, Mode, Way};
 use dbbind_e2e::postgres::Account;
+use dbbind_e2e::release::Release;
 use dbbind_e2e::scenarios::{self, Environment, SHARED_ADDRESS};
-use dbbind_e2e::webhook::Dbbind;
 use dbbind_e2e::workload;
 use dbbind_e2e::{Error, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -40,22 +42,22 @@ fn secret(password: &str) -> String {
 }
 
 pub async fn restart_on_rotation(environment: &mut Environment) -> Result<()> {
-    let mut second = Dbbind::start_replica(&environment.plane, "dbbind-replica")?;
-    let checked = check(environment, &second).await;
-    let log = second.log();
-    second.terminate()?;
-    checked?;
-    for (replica, log) in [("first", environment.dbbind.log()), ("second", log)] {
-        if log.contains(OLD_PASSWORD) || log.contains(NEW_PASSWORD) {
-            return Err(Error::new(format!(
-                "the {replica} replica logged a password"
-            )));
-        }
+    environment.dbbind.upgrade(
+        &environment.plane,
+        &environment.node,
+        &["--set", "rotation.enabled=true"],
+    )?;
+    let client = environment.plane.client().await?;
+    Release::wait_replicas(&client, 2).await?;
+    check(environment).await?;
+    let logs = Release::logs(&environment.node);
+    if logs.contains(OLD_PASSWORD) || logs.contains(NEW_PASSWORD) {
+        return Err(Error::new("a dbbind replica logged a password"));
     }
     Ok(())
 }
 
-async fn check(environment: &mut Environment, second: &Dbbind) -> Result<()> {
+async fn check(environment: &mut Environment) -> Result<()> {
     scenarios::opted_in_namespace(&environment.plane, NAMESPACE)?;
     let shared = &environment.servers.shared;
     shared.add_account(&Account {
@@ -153,9 +155,9 @@ async fn check(environment: &mut Environment, second: &Dbbind) -> Result<()> {
         }
         if started.elapsed() > Duration::from_secs(120) {
             return Err(Error::new(format!(
-                "the opted-in Deployment was not rolled onto the new password within 120 s: pods {names:?}, new connections {fresh}\n{}\nfirst replica:\n{}",
+                "the opted-in Deployment was not rolled onto the new password within 120 s: pods {names:?}, new connections {fresh}\n{}\ndbbind's replicas:\n{}",
                 workload::diagnose(&environment.plane, NAMESPACE),
-                environment.dbbind.log()
+                Release::logs(&environment.node)
             )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -243,13 +245,14 @@ async fn check(environment: &mut Environment, second: &Dbbind) -> Result<()> {
             "{rolled_sets} ReplicaSets for the rolled Deployment, not 2"
         )));
     }
-    let rollouts = environment.dbbind.metric("dbbind_rollouts_total")?
-        + second.metric("dbbind_rollouts_total")?;
-    let seen = [
-        environment.dbbind.metric("dbbind_rotations_seen_total")?,
-        second.metric("dbbind_rotations_seen_total")?,
-    ];
-    if rollouts != 1 || seen.contains(&0) {
+    let replicas = Release::replicas(&client).await?;
+    let mut rollouts = 0;
+    let mut seen = Vec::new();
+    for replica in &replicas {
+        rollouts += replica.metric_sum("dbbind_rollouts_total ")?;
+        seen.push(replica.metric_sum("dbbind_rotations_seen_total ")?);
+    }
+    if rollouts != 1 || seen.len() != 2 || seen.contains(&0) {
         return Err(Error::new(format!(
             "{rollouts} rollouts across the two replicas (rotations seen: {seen:?}); expected one rollout, both replicas seeing the rotation"
         )));
