@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 mod installed;
 mod node;
 mod rotation;
+mod under_load;
 
 type Check = for<'a> fn(&'a mut Environment) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
 
@@ -87,22 +88,22 @@ pub const ALL: &[(&str, Check)] = &[
     ),
     (
         "an_upgrade_under_load_fails_no_create_and_keeps_the_certificates",
-        |e| Box::pin(installed::upgrade(e)),
+        |e| Box::pin(under_load::upgrade(e)),
     ),
     ("a_deleted_replica_under_load_fails_no_create", |e| {
-        Box::pin(installed::deleted_replica(e))
+        Box::pin(under_load::deleted_replica(e))
     }),
     ("a_killed_process_under_load_fails_no_create", |e| {
-        Box::pin(installed::killed_process(e))
+        Box::pin(under_load::killed_process(e))
     }),
     ("an_eviction_under_load_fails_no_create", |e| {
-        Box::pin(installed::eviction(e))
+        Box::pin(under_load::eviction(e))
     }),
     ("idle_connections_under_load_fail_no_create", |e| {
-        Box::pin(installed::idle_flood(e))
+        Box::pin(under_load::idle_flood(e))
     }),
     ("an_uninstall_under_load_fails_no_create", |e| {
-        Box::pin(installed::uninstall(e))
+        Box::pin(under_load::uninstall(e))
     }),
     ("sigterm_drains_then_opted_in_pods_fail_closed", |e| {
         Box::pin(stopped(e))

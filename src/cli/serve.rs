@@ -128,9 +128,10 @@ pub struct ServerFlags {
     /// A connection from which nothing has been read for this long is closed.
     #[arg(long, env = "DBBIND_IDLE_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
-    /// Admission connections open at once. One accepted beyond this takes the place of an
-    /// unfinished handshake, else of the connection waiting longest since its last request;
-    /// it is refused only when every open connection has a request in flight.
+    /// Admission connections open at once. One accepted beyond this takes the place of the
+    /// connection that has shown least sign of being a client (a silent handshake, then one
+    /// that never sent a request, then a handshake under way, then the one waiting longest
+    /// since its last response); it is refused only when every one has a request in flight.
     #[arg(long, env = "DBBIND_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
     /// After SIGTERM, how long to keep serving while /readyz reports false.

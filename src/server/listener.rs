@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::connections::{Connections, Refused, Slot, Tracked};
+use super::connections::{Connections, Heard, Refused, Slot, Tracked};
 use super::idle::IdleTimeout;
 
 /// Per-connection time limits.
@@ -29,7 +29,8 @@ pub struct ConnectionLimits {
     /// A connection from which nothing has been read for this long is closed.
     pub idle_timeout: Duration,
     /// Connections open at once; one accepted beyond this closes the connection that has
-    /// done least (see [`super::connections`]), or is refused when every one is busy.
+    /// shown least sign of being a client (see [`super::connections`]), or is refused when
+    /// every one is busy.
     pub max_connections: usize,
 }
 
@@ -72,8 +73,8 @@ pub async fn serve_tls(
                 };
                 let slot = match connections.admit() {
                     Ok(admitted) => {
-                        if admitted.made_room {
-                            tracing::debug!(%peer, max = limits.max_connections, "closed an idle connection to make room");
+                        if let Some(closed) = admitted.closed {
+                            tracing::debug!(%peer, max = limits.max_connections, closed, "closed a connection to make room");
                         }
                         admitted.slot
                     }
@@ -112,6 +113,7 @@ async fn serve_connection(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
+    let stream = Heard::new(stream, Arc::clone(&slot));
     let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
     let tls = tokio::select! {
         handshake = handshake => match handshake {

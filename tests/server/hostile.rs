@@ -417,6 +417,15 @@ async fn unfinished_handshakes_make_room_first() {
     let client = server.client(b"h2");
     // A served connection first: it has waited longer than the silent ones, yet they go first.
     let (mut kept, _kept_driver) = client.http2::<Full<Bytes>>().await;
+    let body = Bytes::from(review_fixture("create-replicaset-pod.json"));
+    let first = client
+        .mutate_request()
+        .body(Full::new(body.clone()))
+        .unwrap();
+    assert_eq!(
+        kept.send_request(first).await.unwrap().status(),
+        StatusCode::OK
+    );
     let mut silent = Vec::new();
     for _ in 0..20 {
         silent.push(
@@ -425,7 +434,6 @@ async fn unfinished_handshakes_make_room_first() {
                 .unwrap(),
         );
     }
-    let body = Bytes::from(review_fixture("create-replicaset-pod.json"));
     for _ in 0..5 {
         let answer = tokio::time::timeout(Duration::from_secs(2), client.post(&body))
             .await
