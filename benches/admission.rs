@@ -12,7 +12,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dbbind::cache::{SecretCache, SecretShape};
 use dbbind::server::response::admission_response;
-use dbbind_core::admission::review;
+use dbbind_core::admission::{RotationRestarts, review};
 use dbbind_core::decision::Decision;
 use dbbind_core::profile::ProfileSet;
 use dbbind_core::secret::{SecretLookup, SecretStore, SecretView};
@@ -42,7 +42,8 @@ fn store() -> SecretStore {
 /// The same review with the pod already bound: what a reinvocation sees.
 fn bound_review(body: &[u8], store: &SecretStore, profiles: &ProfileSet) -> Vec<u8> {
     let request = decode(body);
-    let Decision::Allow { patch, .. } = review(&request, store, profiles) else {
+    let Decision::Allow { patch, .. } = review(&request, store, profiles, RotationRestarts::On)
+    else {
         panic!("allowed")
     };
     let mut value: serde_json::Value = serde_json::from_slice(body).expect("json");
@@ -53,8 +54,8 @@ fn bound_review(body: &[u8], store: &SecretStore, profiles: &ProfileSet) -> Vec<
 /// What `POST /mutate` does with a body, minus HTTP: decode, decide, answer, encode.
 fn admit(body: &[u8], store: &dyn SecretLookup, profiles: &ProfileSet) -> Vec<u8> {
     let request = decode(body);
-    let decision = review(&request, store, profiles);
-    let answer = admission_response(&request, decision);
+    let decision = review(&request, store, profiles, RotationRestarts::On);
+    let answer = admission_response(&request, decision).expect("the response encodes");
     serde_json::to_vec(&answer).expect("json")
 }
 
@@ -170,7 +171,14 @@ fn benchmarks(c: &mut Criterion) {
 
     let request = decode(&body);
     c.bench_function("decision alone: review() on a decoded request", |b| {
-        b.iter(|| black_box(review(black_box(&request), &store, &profiles)))
+        b.iter(|| {
+            black_box(review(
+                black_box(&request),
+                &store,
+                &profiles,
+                RotationRestarts::On,
+            ))
+        })
     });
 
     // One Secret watch event (a CloudNativePG app Secret, nine keys, as JSON with a

@@ -10,13 +10,24 @@ use kube_core::admission::{AdmissionRequest, Operation};
 use serde::Deserialize;
 
 use crate::binding::AppliedBinding;
-use crate::binding::{EnvSets, PodRequest, parse_annotations, resolve};
+use crate::binding::{PodRequest, parse_annotations, resolve};
 use crate::decision::Decision;
+use crate::keys::RESTART_ON_ROTATION;
 use crate::message::{Cause, Denial, Warning};
 use crate::patch::build_patch;
 use crate::profile::ProfileSet;
-use crate::rotation::RESTART_ANNOTATION;
 use crate::secret::SecretLookup;
+
+/// Whether the dbbind deciding restarts workloads when a Secret they read rotates
+/// (`dbbind serve --restart-on-rotation`, docs/design.md §10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotationRestarts {
+    On,
+    /// A pod or template that opts in is warned that nothing will restart it.
+    Off,
+    /// Outside a server (`dbbind render`): nothing is said about it.
+    Unknown,
+}
 
 /// Decides an AdmissionReview request. Anything but a Pod CREATE is admitted unchanged
 /// (the webhook is registered for Pod CREATE only; this is the belt to those braces).
@@ -24,6 +35,7 @@ pub fn review(
     request: &AdmissionRequest<DynamicObject>,
     secrets: &dyn SecretLookup,
     profiles: &ProfileSet,
+    restarts: RotationRestarts,
 ) -> Decision {
     let is_pod = request.kind.group.is_empty()
         && request.kind.kind == "Pod"
@@ -69,7 +81,14 @@ pub fn review(
         .as_deref()
         .or(pod.metadata.namespace.as_deref())
         .unwrap_or("default");
-    mutate_pod(&pod, namespace, secrets, profiles)
+    decide(
+        &pod,
+        namespace,
+        secrets,
+        profiles,
+        SecretProblems::Deny,
+        restarts,
+    )
 }
 
 /// Decides what to do with a pod about to be created in `namespace`.
@@ -79,7 +98,14 @@ pub fn mutate_pod(
     secrets: &dyn SecretLookup,
     profiles: &ProfileSet,
 ) -> Decision {
-    decide(pod, namespace, secrets, profiles, SecretProblems::Deny)
+    decide(
+        pod,
+        namespace,
+        secrets,
+        profiles,
+        SecretProblems::Deny,
+        RotationRestarts::Unknown,
+    )
 }
 
 /// What a problem that only the Secret's current state decides does to the decision.
@@ -99,6 +125,7 @@ pub fn decide(
     secrets: &dyn SecretLookup,
     profiles: &ProfileSet,
     secret_problems: SecretProblems,
+    restarts: RotationRestarts,
 ) -> Decision {
     let Some(annotations) = &pod.metadata.annotations else {
         return Decision::unchanged();
@@ -114,10 +141,10 @@ pub fn decide(
         && requests
             .bindings
             .iter()
-            .all(|binding| binding.env == EnvSets::default())
+            .all(|binding| binding.env.is_empty())
     {
         warnings.push(Warning::new(format!(
-            "{RESTART_ANNOTATION}: this pod binds by files only, which the kubelet updates in place when the Secret changes; no restart is needed and none will be made"
+            "{RESTART_ON_ROTATION}: this pod binds by files only, which the kubelet updates in place when the Secret changes; no restart is needed and none will be made"
         )));
     }
     let mut resolved = Vec::with_capacity(requests.bindings.len());
@@ -145,6 +172,11 @@ pub fn decide(
         }
         Err(denial) => return Decision::Deny { denial, warnings },
     };
+    if requests.restart_on_rotation && restarts == RotationRestarts::Off {
+        warnings.push(Warning::new(format!(
+            "{RESTART_ON_ROTATION}: this dbbind runs without --restart-on-rotation (chart value rotation.enabled), so nothing restarts this workload when its Secret changes"
+        )));
+    }
     let bindings = resolved.iter().map(AppliedBinding::from).collect();
     Decision::Allow {
         patch,

@@ -1,7 +1,6 @@
-//! The connection fields dbbind knows, and the names each one takes in the pod (docs/design.md §3).
-//!
-//! This table is the single place where a field meets its env var names and file entry; the
-//! profile schema, the `dbbind.io/keys` annotation and the patch all refer to it.
+//! The connection fields dbbind knows, and the names each one takes in annotations, profiles
+//! and files (docs/design.md §3). The variables each one becomes are in `env_set`, with every
+//! other variable name.
 
 use std::fmt;
 
@@ -59,32 +58,6 @@ impl Field {
         Field::ALL.into_iter().find(|field| field.name() == name)
     }
 
-    /// Variable of the `postgres` set, before any alias prefix.
-    pub fn postgres_env(self) -> &'static str {
-        match self {
-            Field::Host => "POSTGRES_HOST",
-            Field::Port => "POSTGRES_PORT",
-            Field::Database => "POSTGRES_DB",
-            Field::User => "POSTGRES_USER",
-            Field::Password => "POSTGRES_PASSWORD",
-            Field::Uri => "POSTGRES_URL",
-            Field::Sslmode => "POSTGRES_SSLMODE",
-        }
-    }
-
-    /// Variable of the `libpq` set; libpq has no variable for a whole URI.
-    pub fn libpq_env(self) -> Option<&'static str> {
-        match self {
-            Field::Host => Some("PGHOST"),
-            Field::Port => Some("PGPORT"),
-            Field::Database => Some("PGDATABASE"),
-            Field::User => Some("PGUSER"),
-            Field::Password => Some("PGPASSWORD"),
-            Field::Uri => None,
-            Field::Sslmode => Some("PGSSLMODE"),
-        }
-    }
-
     /// File name under the binding's directory (Service Binding Specification entry names).
     pub fn file_entry(self) -> &'static str {
         match self {
@@ -130,24 +103,6 @@ impl TlsFile {
             TlsFile::RootCert => "sslrootcert",
             TlsFile::Cert => "sslcert",
             TlsFile::Key => "sslkey",
-        }
-    }
-
-    /// Variable of the `postgres` set (the path), before any alias prefix.
-    pub fn postgres_env(self) -> &'static str {
-        match self {
-            TlsFile::RootCert => "POSTGRES_SSLROOTCERT",
-            TlsFile::Cert => "POSTGRES_SSLCERT",
-            TlsFile::Key => "POSTGRES_SSLKEY",
-        }
-    }
-
-    /// Variable of the `libpq` set (the path).
-    pub fn libpq_env(self) -> &'static str {
-        match self {
-            TlsFile::RootCert => "PGSSLROOTCERT",
-            TlsFile::Cert => "PGSSLCERT",
-            TlsFile::Key => "PGSSLKEY",
         }
     }
 

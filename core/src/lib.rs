@@ -7,15 +7,20 @@
 //! manifests (`dbbind render`). Nothing here reads a file, opens a socket or awaits: the server,
 //! the Secret cache, TLS and the command line are plumbing around it, in the `dbbind` crate.
 //!
-//! Modules, leaves first: [`names`] (Kubernetes name rules), [`message`] (what the user reads),
-//! [`field`] (the connection fields and their variable names), [`secret`], [`profile`],
+//! Modules, leaves first: [`keys`] (the annotation and label keys), [`names`] (Kubernetes name
+//! rules), [`message`] (what the user reads), [`field`] (the connection fields),
+//! [`env_set`] (the variable name sets and every variable name), [`kind`] (the kinds that
+//! carry a pod), [`secret`], [`profile`],
 //! [`binding`], [`rotation`] (restart on credential rotation), [`patch`], [`decision`],
 //! [`admission`], [`workload`], [`manifest`]. Each imports only modules before it in this list.
 
 pub mod admission;
 pub mod binding;
 pub mod decision;
+pub mod env_set;
 pub mod field;
+pub mod keys;
+pub mod kind;
 pub mod manifest;
 pub mod message;
 pub(crate) mod names;

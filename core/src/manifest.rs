@@ -12,9 +12,10 @@ use serde_json::{Map, Value};
 
 use crate::admission::mutate_pod;
 use crate::decision::Decision;
+use crate::kind::WorkloadKind;
 use crate::profile::ProfileSet;
 use crate::secret::{SecretStore, SecretView};
-use crate::workload::{pod_from_template, template_pointer};
+use crate::workload::pod_from_template;
 
 /// Input that cannot be rendered: the CLI exits 2.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +32,8 @@ pub enum RenderError {
         problem: String,
     },
     #[error(
-        "{source_name}: no Pod or pod template (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) found"
+        "{source_name}: no Pod or pod template ({}) found",
+        WorkloadKind::list(WorkloadKind::ALL)
     )]
     NothingToRender { source_name: String },
 }
@@ -76,7 +78,7 @@ pub fn render(
             .unwrap_or_default();
         if kind == "Secret" {
             secrets.insert(secret_view(&document, default_namespace).map_err(problem)?);
-        } else if template_pointer(kind).is_some() {
+        } else if WorkloadKind::named(kind).is_some() {
             check_namespace(&document, namespace).map_err(problem)?;
             workloads.push((index, document));
         }
@@ -196,11 +198,14 @@ fn render_one(
     profiles: &ProfileSet,
 ) -> Result<RenderedDocument, String> {
     let object = object_name(&document);
-    let kind = document
+    let name = document
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let pointer = template_pointer(kind).unwrap_or_default();
+    let Some(kind) = WorkloadKind::named(name) else {
+        return Err(format!("{} carries no pod", crate::message::echo(name)));
+    };
+    let pointer = kind.pod_pointer();
     let namespace = document
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -218,10 +223,9 @@ fn render_one(
         }
         None => return Err(format!("{kind} has no pod template at {pointer}")),
     };
-    let mut pod_json = if pointer.is_empty() {
-        template
-    } else {
-        pod_from_template(&template)
+    let mut pod_json = match kind {
+        WorkloadKind::Pod => template,
+        _ => pod_from_template(&template),
     };
     let pod: Pod = serde_json::from_value(pod_json.clone())
         .map_err(|error| format!("the pod of {object} cannot be read: {error}"))?;
@@ -230,7 +234,7 @@ fn render_one(
     if let Decision::Allow { patch, .. } = &decision {
         json_patch::patch(&mut pod_json, &patch.0)
             .map_err(|error| format!("dbbind's patch does not apply to {object}: {error}"))?;
-        write_back(&mut document, pointer, pod_json);
+        write_back(&mut document, kind, pod_json);
     }
     Ok(RenderedDocument {
         object,
@@ -241,11 +245,12 @@ fn render_one(
 
 /// Puts the patched pod back: the whole document for a Pod, the template's annotations and spec
 /// for a workload (the only parts the patch touches).
-fn write_back(document: &mut Value, pointer: &str, mut pod: Value) {
-    if pointer.is_empty() {
+fn write_back(document: &mut Value, kind: WorkloadKind, mut pod: Value) {
+    if kind == WorkloadKind::Pod {
         *document = pod;
         return;
     }
+    let pointer = kind.pod_pointer();
     // render_one read a mapping here, and a pod from its metadata mapping: indexing cannot
     // meet a scalar (which would panic), but stay safe if that ever changes.
     let Some(template) = document.pointer_mut(pointer).and_then(Value::as_object_mut) else {

@@ -8,21 +8,12 @@ use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, Operation};
 use serde_json::{Value, json};
 
-use crate::admission::{SecretProblems, decide};
+use crate::admission::{RotationRestarts, SecretProblems, decide};
 use crate::decision::Decision;
+use crate::kind::WorkloadKind;
 use crate::message::Denial;
 use crate::profile::ProfileSet;
 use crate::secret::SecretLookup;
-
-/// The workloads whose templates are checked when applied, by API group and kind.
-pub const CHECKED_WORKLOADS: [(&str, &str); 6] = [
-    ("apps", "Deployment"),
-    ("apps", "StatefulSet"),
-    ("apps", "DaemonSet"),
-    ("apps", "ReplicaSet"),
-    ("batch", "Job"),
-    ("batch", "CronJob"),
-];
 
 /// Checks the pod template of a workload being created or updated: the decision its Pods will
 /// get, except that what depends on a Secret's current state is a warning (the Secret may come
@@ -32,21 +23,20 @@ pub fn review(
     request: &AdmissionRequest<DynamicObject>,
     secrets: &dyn SecretLookup,
     profiles: &ProfileSet,
+    restarts: RotationRestarts,
 ) -> Decision {
-    let checked = CHECKED_WORKLOADS
-        .iter()
-        .any(|(group, kind)| request.kind.group == *group && request.kind.kind == *kind);
+    let checked = WorkloadKind::of(&request.kind.group, &request.kind.kind)
+        .filter(|kind| kind.checked_at_apply());
     let operation = matches!(request.operation, Operation::Create | Operation::Update);
-    if !checked || !operation || request.sub_resource.is_some() {
+    let Some(kind) = checked.filter(|_| operation && request.sub_resource.is_none()) else {
         return Decision::unchanged();
-    }
-    let kind = request.kind.kind.as_str();
+    };
     let Some(object) = &request.object else {
         return Decision::deny(Denial::new(format!(
             "the admission request for a {kind} carries no object"
         )));
     };
-    let pointer = template_pointer(kind).unwrap_or_default();
+    let pointer = kind.pod_pointer();
     let Some(template) = object.data.pointer(pointer) else {
         return Decision::deny(Denial::new(format!(
             "the {kind} has no pod template at {pointer}"
@@ -66,34 +56,20 @@ pub fn review(
         .as_deref()
         .or(object.metadata.namespace.as_deref())
         .unwrap_or("default");
-    match decide(&pod, namespace, secrets, profiles, SecretProblems::Warn) {
+    match decide(
+        &pod,
+        namespace,
+        secrets,
+        profiles,
+        SecretProblems::Warn,
+        restarts,
+    ) {
         Decision::Allow { warnings, .. } => Decision::Allow {
             patch: Patch(Vec::new()),
             warnings,
             bindings: Vec::new(),
         },
         denied => denied,
-    }
-}
-
-/// The kinds that carry a pod template (and Pod itself), as `render` reads them.
-pub const POD_CARRYING_KINDS: [&str; 7] = [
-    "Pod",
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "Job",
-    "CronJob",
-];
-
-/// Where a kind keeps its pod template, as a JSON pointer; the empty pointer for a Pod itself.
-pub fn template_pointer(kind: &str) -> Option<&'static str> {
-    match kind {
-        "Pod" => Some(""),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => Some("/spec/template"),
-        "CronJob" => Some("/spec/jobTemplate/spec/template"),
-        _ => None,
     }
 }
 
@@ -110,18 +86,6 @@ pub fn pod_from_template(template: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_pod_carrying_kind_has_a_template_pointer() {
-        for kind in POD_CARRYING_KINDS {
-            assert!(template_pointer(kind).is_some(), "{kind}");
-        }
-        assert_eq!(template_pointer("Service"), None);
-        assert_eq!(
-            template_pointer("CronJob"),
-            Some("/spec/jobTemplate/spec/template")
-        );
-    }
 
     #[test]
     fn a_template_becomes_a_pod_with_its_metadata_and_spec() {

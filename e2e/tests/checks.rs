@@ -178,12 +178,36 @@ fn get_pod(environment: &Environment, namespace: &str, name: &str) -> Result<Val
     serde_json::from_str(&output.stdout).map_err(|e| Error::new(e.to_string()))
 }
 
+/// The pod as sent, as far as dbbind could have changed it: no annotation dbbind writes, no
+/// variable in any container or init container (the test pods define none), no dbbind volume
+/// or mount.
 fn untouched(pod: &Value) -> Result<()> {
-    if pod["metadata"]["annotations"]
-        .get("dbbind.io/status")
-        .is_some()
-        || pod["spec"]["containers"][0].get("env").is_some()
-    {
+    let annotations = pod["metadata"]["annotations"].as_object();
+    let written = annotations
+        .into_iter()
+        .flatten()
+        .any(|(key, _)| dbbind_core::keys::is_written_by_dbbind(key));
+    let is_dbbind = |item: &Value| {
+        item["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("dbbind"))
+    };
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten());
+    let mut changed = written
+        || pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(is_dbbind);
+    for container in containers {
+        let mounts = container["volumeMounts"].as_array().into_iter().flatten();
+        changed |= container.get("env").is_some()
+            || container.get("envFrom").is_some()
+            || mounts.into_iter().any(is_dbbind);
+    }
+    if changed {
         return Err(Error::new(format!("the pod was changed: {pod}")));
     }
     Ok(())
@@ -333,6 +357,10 @@ async fn cache_scope(environment: &mut Environment) -> Result<()> {
 async fn opted_out_pod(environment: &mut Environment) -> Result<()> {
     scenarios::opted_in_namespace(&environment.plane, "e2e-checks")?;
     apply_secret(environment, "external-generic", "e2e-checks", None)?;
+    // The pod carries dbbind.io/ annotations, so matchConditions send it to dbbind: untouched
+    // must be dbbind's answer, not the webhook being skipped.
+    let client = environment.plane.client().await?;
+    let before = Release::requests_total(&client).await?;
     let manifest = pod(
         "opted-out",
         &[
@@ -345,7 +373,14 @@ async fn opted_out_pod(environment: &mut Environment) -> Result<()> {
         &["apply", "-n", "e2e-checks", "-f", "-"],
         &manifest,
     )?;
-    untouched(&get_pod(environment, "e2e-checks", "opted-out")?)
+    untouched(&get_pod(environment, "e2e-checks", "opted-out")?)?;
+    let after = Release::requests_total(&client).await?;
+    if after <= before {
+        return Err(Error::new(format!(
+            "dbbind's request counter stayed at {before}: the opted-out pod never reached dbbind"
+        )));
+    }
+    Ok(())
 }
 
 async fn plain_pod(environment: &mut Environment) -> Result<()> {

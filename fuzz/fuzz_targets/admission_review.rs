@@ -3,7 +3,8 @@
 //! mutate patch must apply to its own pod and be complete (its reinvocation adds nothing).
 #![no_main]
 
-use dbbind_core::{admission, workload};
+use dbbind_core::admission::{self, RotationRestarts};
+use dbbind_core::workload;
 use dbbind_fuzz::{check_patch, profiles, secrets};
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionReview};
@@ -17,8 +18,8 @@ fuzz_target!(|body: &[u8]| {
     let Ok(request) = request else {
         return;
     };
-    let decision = admission::review(&request, secrets(), profiles());
-    let _ = workload::review(&request, secrets(), profiles());
+    let decision = admission::review(&request, secrets(), profiles(), RotationRestarts::Off);
+    let _ = workload::review(&request, secrets(), profiles(), RotationRestarts::Off);
     if let Some(object) = &request.object {
         let Ok(object) = serde_json::to_value(object) else {
             return;
@@ -27,7 +28,7 @@ fuzz_target!(|body: &[u8]| {
             let mut again = request.clone();
             again.object =
                 Some(serde_json::from_value(patched.clone()).expect("a patched pod decodes"));
-            admission::review(&again, secrets(), profiles())
+            admission::review(&again, secrets(), profiles(), RotationRestarts::Off)
         });
     }
 });

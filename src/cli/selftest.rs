@@ -12,7 +12,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::json;
 
-use dbbind_core::binding::{BINDINGS_ANNOTATION, STATUS_ANNOTATION, STATUS_INJECTED};
+use dbbind_core::keys::{self, BINDINGS, STATUS, STATUS_INJECTED};
 
 #[derive(Debug, Args)]
 pub struct SelftestArgs {
@@ -23,7 +23,7 @@ pub struct SelftestArgs {
     #[arg(
         long,
         env = "DBBIND_NAMESPACE_SELECTOR",
-        default_value = "dbbind.io/inject=enabled"
+        default_value = keys::NAMESPACE_SELECTOR
     )]
     pub namespace_selector: String,
     /// The Secret the dry-run Pod names; it need not exist (the profile is explicit, so a
@@ -116,9 +116,9 @@ fn probe_pod(secret: &str) -> anyhow::Result<Pod> {
 /// `POSTGRES_HOST=<secretKeyRef>` when dbbind bound `pod` to `secret`, else why not.
 fn bound(pod: &Pod, secret: &str) -> anyhow::Result<String> {
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-    if annotations.get(STATUS_ANNOTATION).map(String::as_str) != Some(STATUS_INJECTED) {
+    if annotations.get(STATUS).map(String::as_str) != Some(STATUS_INJECTED) {
         bail!(
-            "the Pod came back without {STATUS_ANNOTATION}: {STATUS_INJECTED} (is dbbind's webhook registered?)"
+            "the Pod came back without {STATUS}: {STATUS_INJECTED} (is dbbind's webhook registered?)"
         );
     }
     let host = pod
@@ -140,12 +140,9 @@ fn bound(pod: &Pod, secret: &str) -> anyhow::Result<String> {
         );
     }
     Ok(format!(
-        "POSTGRES_HOST from key {:?}, {BINDINGS_ANNOTATION}: {}",
+        "POSTGRES_HOST from key {:?}, {BINDINGS}: {}",
         reference.key,
-        annotations
-            .get(BINDINGS_ANNOTATION)
-            .cloned()
-            .unwrap_or_default()
+        annotations.get(BINDINGS).cloned().unwrap_or_default()
     ))
 }
 
@@ -164,7 +161,7 @@ mod tests {
     #[test]
     fn a_pod_dbbind_bound_to_the_secret_passes() {
         let pod = returned(
-            json!({STATUS_ANNOTATION: STATUS_INJECTED, BINDINGS_ANNOTATION: "db=dbbind-selftest/generic"}),
+            json!({STATUS: STATUS_INJECTED, BINDINGS: "db=dbbind-selftest/generic"}),
             json!([{"name": "POSTGRES_HOST", "valueFrom": {"secretKeyRef": {"name": "dbbind-selftest", "key": "host"}}}]),
         );
         let found = bound(&pod, "dbbind-selftest");
@@ -189,12 +186,12 @@ mod tests {
             "{error:?}"
         );
         let literal = returned(
-            json!({STATUS_ANNOTATION: STATUS_INJECTED}),
+            json!({STATUS: STATUS_INJECTED}),
             json!([{"name": "POSTGRES_HOST", "value": "db.example"}]),
         );
         assert!(bound(&literal, "dbbind-selftest").is_err());
         let elsewhere = returned(
-            json!({STATUS_ANNOTATION: STATUS_INJECTED}),
+            json!({STATUS: STATUS_INJECTED}),
             json!([{"name": "POSTGRES_HOST", "valueFrom": {"secretKeyRef": {"name": "other", "key": "host"}}}]),
         );
         let error = bound(&elsewhere, "dbbind-selftest")

@@ -7,22 +7,20 @@
 //! rare, pods many. Nothing here reads a Secret: the change comes from the cache's digests.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dbbind_core::keys::RESTARTED_AT;
 use dbbind_core::rotation::{
-    Involved, PodRef, RESTARTED_AT_ANNOTATION, Restart, RolloutLimiter, Workload, WorkloadKind,
-    controller_of, restart_target, restarted_at_patch, secrets_needing_restart,
+    Involved, PodRef, Restart, RolloutLimiter, Workload, WorkloadKind, controller_of,
+    restart_target, restarted_at_patch, secrets_needing_restart,
 };
-use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Resource};
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::changed::{ChangedSecrets, SecretRef};
@@ -204,8 +202,9 @@ impl Controller {
             },
             reason: Reason::RotationNotRestartable,
             message: format!(
-                "Secret {secret} changed, but dbbind cannot restart a {kind}: its pods read it through environment variables and keep the old value until they are replaced (dbbind rolls Deployments, StatefulSets and DaemonSets)",
-                kind = involved.kind
+                "Secret {secret} changed, but dbbind cannot restart a {kind}: its pods read it through environment variables and keep the old value until they are replaced (dbbind rolls {rollable})",
+                kind = involved.kind,
+                rollable = WorkloadKind::list(WorkloadKind::ALL.into_iter().filter(|kind| kind.rollable())),
             ),
         });
     }
@@ -220,17 +219,7 @@ impl Controller {
             let template = restarted_at_patch(&at);
             let client = self.client.clone();
             let (namespace, name) = (&workload.namespace, &workload.name);
-            let patched = match workload.kind {
-                WorkloadKind::Deployment => {
-                    patch_template::<Deployment>(client, namespace, name, &template).await
-                }
-                WorkloadKind::StatefulSet => {
-                    patch_template::<StatefulSet>(client, namespace, name, &template).await
-                }
-                WorkloadKind::DaemonSet => {
-                    patch_template::<DaemonSet>(client, namespace, name, &template).await
-                }
-            };
+            let patched = patch_template(client, workload.kind, namespace, name, &template).await;
             let secret_list = secrets.iter().cloned().collect::<Vec<_>>().join(", ");
             match patched {
                 Ok(uid) => {
@@ -268,30 +257,29 @@ impl Controller {
             },
             reason: Reason::SecretRotated,
             message: format!(
-                "Secret {secrets} changed: dbbind rolled this {kind} so its pods read the new value ({RESTARTED_AT_ANNOTATION}={at})"
+                "Secret {secrets} changed: dbbind rolled this {kind} so its pods read the new value ({RESTARTED_AT}={at})"
             ),
         });
     }
 }
 
 fn is_replica_set(owner: &OwnerReference) -> bool {
-    owner.api_version == "apps/v1" && owner.kind == "ReplicaSet"
+    WorkloadKind::of_api_version(&owner.api_version, &owner.kind) == Some(WorkloadKind::ReplicaSet)
 }
 
 /// Merge-patches a workload's template; returns its uid, for the Event.
-async fn patch_template<K>(
+/// Patches the template of a workload of `kind`, known by the kind table alone (core's
+/// `kind` module), so a kind made rollable there needs nothing here.
+async fn patch_template(
     client: kube::Client,
+    kind: WorkloadKind,
     namespace: &str,
     name: &str,
     patch: &serde_json::Value,
-) -> Result<String, kube::Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-{
-    let api: Api<K> = Api::namespaced(client, namespace);
+) -> Result<String, kube::Error> {
+    let gvk = GroupVersionKind::gvk(kind.group(), "v1", kind.name());
+    let resource = ApiResource::from_gvk_with_plural(&gvk, kind.plural());
+    let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &resource);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PatchParams::default()

@@ -26,6 +26,10 @@ pub enum RequestError {
     },
     #[error("the AdmissionReview carries no request")]
     NoRequest,
+    /// dbbind's own fault: the decision was made but could not be written. The API server's
+    /// failure policy applies, as for any webhook error.
+    #[error("the admission response could not be encoded")]
+    Encode,
     #[error("the request did not complete within its deadline")]
     Deadline,
     #[error("shutting down")]
@@ -60,6 +64,7 @@ impl RequestError {
             RequestError::Unreadable
             | RequestError::NotAReview { .. }
             | RequestError::NoRequest => StatusCode::BAD_REQUEST,
+            RequestError::Encode => StatusCode::INTERNAL_SERVER_ERROR,
             RequestError::Deadline | RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             RequestError::NotFound => StatusCode::NOT_FOUND,

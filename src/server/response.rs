@@ -46,11 +46,12 @@ pub struct Response {
 }
 
 /// The response for a decision: the patch only when there are operations, a denial with its
-/// status code, reason and message, warnings for `kubectl` to print.
+/// status code, reason and message, warnings for `kubectl` to print. A patch that does not
+/// encode is an error, never an allowed pod without its patch.
 pub fn admission_response<T: kube::Resource>(
     request: &AdmissionRequest<T>,
     decision: Decision,
-) -> ReviewResponse {
+) -> Result<ReviewResponse, serde_json::Error> {
     let mut response = Response {
         uid: request.uid.clone(),
         allowed: true,
@@ -64,8 +65,7 @@ pub fn admission_response<T: kube::Resource>(
             patch, warnings, ..
         } => {
             if !patch.0.is_empty() {
-                // Patch operations always serialize: paths and JSON values.
-                let json = serde_json::to_vec(&patch).unwrap_or_default();
+                let json = serde_json::to_vec(&patch)?;
                 response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
                 response.patch_type = Some("JSONPatch");
             }
@@ -86,9 +86,9 @@ pub fn admission_response<T: kube::Resource>(
     } else {
         request.types.api_version.clone()
     };
-    ReviewResponse {
+    Ok(ReviewResponse {
         api_version,
         kind: "AdmissionReview",
         response,
-    }
+    })
 }

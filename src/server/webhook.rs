@@ -1,5 +1,5 @@
 //! `POST /mutate` and `POST /validate`: the HTTP side of admission. It only converts — bytes to
-//! an AdmissionReview, a decision to a response — around the core's pure decisions
+//! an AdmissionReview, a decision to a response and Events — around the core's pure decisions
 //! ([`admission::review`] for Pods, [`workload::review`] for workload templates), and enforces
 //! the limits.
 
@@ -11,10 +11,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
-use dbbind_core::admission;
+use dbbind_core::admission::{self, RotationRestarts};
 use dbbind_core::decision::Decision;
-use dbbind_core::message::Warning;
-use dbbind_core::rotation::{self, RESTART_ANNOTATION};
 use dbbind_core::secret::SecretLookup;
 use dbbind_core::workload;
 use kube::core::DynamicObject;
@@ -233,18 +231,15 @@ fn decide(
 
     let profiles = state.profiles.current();
     let secrets = state.secrets.as_ref();
-    let mut decision = match webhook {
-        Webhook::Mutate => admission::review(request, secrets, &profiles),
-        Webhook::Validate => workload::review(request, secrets, &profiles),
+    let restarts = if state.restarts_on_rotation {
+        RotationRestarts::On
+    } else {
+        RotationRestarts::Off
     };
-    if !state.restarts_on_rotation
-        && asks_for_restarts(request)
-        && let Decision::Allow { warnings, .. } = &mut decision
-    {
-        warnings.push(Warning::new(format!(
-            "{RESTART_ANNOTATION}: this dbbind runs without --restart-on-rotation (chart value rotation.enabled), so nothing restarts this workload when its Secret changes"
-        )));
-    }
+    let decision = match webhook {
+        Webhook::Mutate => admission::review(request, secrets, &profiles, restarts),
+        Webhook::Validate => workload::review(request, secrets, &profiles, restarts),
+    };
     let outcome = Outcome::of(&decision);
     span.record("outcome", outcome.as_str());
     match &decision {
@@ -274,31 +269,11 @@ fn decide(
     {
         offer_events(events, request, &decision);
     }
-    Ok((outcome, admission_response(request, decision)))
-}
-
-/// Whether the object (a Pod, or a workload's pod template) opts in to restarts on rotation.
-fn asks_for_restarts(request: &AdmissionRequest<DynamicObject>) -> bool {
-    let Some(object) = &request.object else {
-        return false;
-    };
-    match workload::template_pointer(&request.kind.kind) {
-        Some("") => object
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(rotation::opted_in),
-        // The annotation's key, escaped for a JSON pointer ("/" is "~1").
-        Some(pointer) => {
-            let key = RESTART_ANNOTATION.replace('/', "~1");
-            object
-                .data
-                .pointer(&format!("{pointer}/metadata/annotations/{key}"))
-                .and_then(serde_json::Value::as_str)
-                == Some("true")
-        }
-        None => false,
-    }
+    let response = admission_response(request, decision).map_err(|error| {
+        tracing::error!(%error, "the admission response could not be encoded");
+        RequestError::Encode
+    })?;
+    Ok((outcome, response))
 }
 
 /// For a Pod a controller is creating (not a dry run), each warning and a denial as an Event on

@@ -1,6 +1,8 @@
 //! The README's reference sections are checked against the code, so they cannot drift.
 
-use dbbind_core::binding::{BINDING_KEYS, POD_KEYS};
+use dbbind_core::env_set::{BindingShape, EnvSet};
+use dbbind_core::keys::{self, BINDING_KEYS, POD_KEYS};
+use dbbind_core::kind::WorkloadKind;
 
 use crate::dbbind;
 use crate::support::repo_path;
@@ -34,37 +36,57 @@ fn the_profile_list_is_the_output_of_dbbind_profiles() {
 fn every_annotation_and_env_name_is_documented() {
     let readme = readme();
     // Every key the parser accepts, and those dbbind writes itself.
-    let written = ["status", "bindings", "value."];
-    for key in BINDING_KEYS.iter().chain(&POD_KEYS).chain(&written) {
+    let written = [
+        keys::STATUS,
+        keys::BINDINGS,
+        keys::VALUE_PREFIX,
+        keys::RESTARTED_AT,
+    ];
+    let read = BINDING_KEYS
+        .iter()
+        .chain(&POD_KEYS)
+        .map(|key| keys::binding_key(key, None));
+    for key in read.chain(written.map(str::to_owned)) {
         assert!(
-            readme.contains(&format!("`dbbind.io/{key}")),
-            "dbbind.io/{key} is not in the README"
+            readme.contains(&format!("`{key}")),
+            "{key} is not in the README"
         );
     }
-    for name in [
-        "SPRING_DATASOURCE_URL",
-        "SPRING_DATASOURCE_USERNAME",
-        "SPRING_DATASOURCE_PASSWORD",
-        "QUARKUS_DATASOURCE_JDBC_URL",
-        "POSTGRES_JDBC_URL",
-        "ConnectionStrings__Default",
-        "DATABASE_URL",
-    ] {
-        assert!(readme.contains(&format!("`{name}")), "{name}");
-    }
-    for file in dbbind_core::field::TlsFile::ALL {
-        for name in [file.postgres_env(), file.libpq_env()] {
-            assert!(readme.contains(&format!("`{name}`")), "{name}");
-        }
-    }
-    for field in dbbind_core::field::Field::ALL {
+}
+
+/// Every name set has its row in the README's framework table, and every variable any set
+/// injects (for the default binding, with and without a URI of its own) is named in the README.
+#[test]
+fn every_name_set_and_its_variables_are_documented() {
+    let readme = readme();
+    for set in EnvSet::ALL {
         assert!(
-            readme.contains(&format!("`{}`", field.postgres_env())),
-            "{field}"
+            readme.contains(&format!("| `{set}` |")),
+            "the README's name set table has no row for {set}"
         );
-        if let Some(name) = field.libpq_env() {
-            assert!(readme.contains(&format!("`{name}`")), "{name}");
+        for has_uri in [false, true] {
+            let shape = BindingShape {
+                alias: None,
+                has_uri,
+            };
+            for var in set.variables(&shape).vars {
+                assert!(
+                    readme.contains(&format!("`{}", var.name)),
+                    "{set}: {} is not in the README",
+                    var.name
+                );
+            }
         }
+    }
+}
+
+#[test]
+fn every_workload_kind_is_named_in_the_readme_and_the_render_help() {
+    let readme = readme();
+    let help = dbbind(&["render", "--help"], "").stdout;
+    for kind in WorkloadKind::ALL {
+        assert!(readme.contains(kind.name()), "{kind} is not in the README");
+        assert!(help.contains(kind.name()), "{kind} is not in render --help");
     }
 }
 

@@ -2,7 +2,7 @@
 //! of the response the server builds from the decision.
 
 use dbbind::server::response::admission_response;
-use dbbind_core::admission::review;
+use dbbind_core::admission::{RotationRestarts, review};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
@@ -52,8 +52,8 @@ fn request(review_json: Value) -> AdmissionRequest<DynamicObject> {
 fn respond(review_json: Value) -> Value {
     let request = request(review_json);
     let store = store_of(&[&fixture_secret("generic-external.yaml")]);
-    let decision = review(&request, &store, &builtin());
-    serde_json::to_value(admission_response(&request, decision)).unwrap()
+    let decision = review(&request, &store, &builtin(), RotationRestarts::On);
+    serde_json::to_value(admission_response(&request, decision).unwrap()).unwrap()
 }
 
 #[test]

@@ -6,49 +6,18 @@
 
 use std::collections::BTreeMap;
 
-use super::DEFAULT_BINDING_NAME;
 use super::{
-    BindingRequest, BindingRequests, EndpointRole, EnvSets, OnConflict, PodRequest, TlsObject,
-    TlsRef,
+    BindingRequest, BindingRequests, EndpointRole, OnConflict, PodRequest, TlsObject, TlsRef,
 };
+use crate::env_set::{EnvSet, EnvSets, NO_SETS};
 use crate::field::Field;
+use crate::keys::{self, BINDING_KEYS, DEFAULT_BINDING_NAME, POD_KEYS, pod_key};
 use crate::message::{Denial, echo};
 use crate::names::{is_dns_label, is_dns_subdomain, is_secret_key};
 use crate::profile::{AUTO, ProfileSet};
 
-pub const ANNOTATION_PREFIX: &str = "dbbind.io/";
-/// Written by dbbind on a pod it patched.
-pub const STATUS_ANNOTATION: &str = "dbbind.io/status";
-pub const STATUS_INJECTED: &str = "injected";
-/// Written by dbbind: `<alias>=<secret>/<profile>,…`.
-pub const BINDINGS_ANNOTATION: &str = "dbbind.io/bindings";
-/// Prefix of the annotations dbbind writes for literal file entries:
-/// `dbbind.io/value.<binding>.<entry>`, read back by the downward API.
-pub const VALUE_ANNOTATION: &str = "dbbind.io/value.";
-/// Written by dbbind on a workload's template when a Secret its pods read rotated
-/// (docs/design.md §10); its pods carry it too.
-pub const RESTARTED_AT_ANNOTATION: &str = "dbbind.io/restartedAt";
-
-/// Keys that take an optional `.<alias>` suffix.
-pub const BINDING_KEYS: [&str; 13] = [
-    "secret",
-    "profile",
-    "host",
-    "port",
-    "database",
-    "user",
-    "sslmode",
-    "keys",
-    "env",
-    "files",
-    "endpoint",
-    "ca",
-    "client-cert",
-];
 /// The key a CA is read from when `dbbind.io/ca` names none.
 pub const DEFAULT_CA_KEY: &str = "ca.crt";
-/// Keys that apply to the whole pod.
-pub const POD_KEYS: [&str; 4] = ["containers", "on-conflict", "inject", "restart-on-rotation"];
 const MAX_ALIAS_LEN: usize = 30;
 const SSLMODES: [&str; 6] = [
     "disable",
@@ -112,13 +81,13 @@ pub fn parse_annotations(
 ) -> Result<PodRequest, AnnotationError> {
     // Opting out wins over everything else, even over malformed neighbours: the pod's owner
     // said "leave this pod alone".
-    if let Some(value) = annotations.get("dbbind.io/inject") {
+    if let Some(value) = annotations.get(keys::INJECT) {
         match value.as_str() {
             "false" => return Ok(PodRequest::OptedOut),
             "true" => {}
             _ => {
                 return Err(bad_value(
-                    "dbbind.io/inject",
+                    keys::INJECT,
                     format!("{} is not allowed; use \"true\" or \"false\"", echo(value)),
                 ));
             }
@@ -132,10 +101,10 @@ pub fn parse_annotations(
     let mut pod_keys_seen = Vec::new();
 
     for (key, value) in annotations {
-        let Some(name) = key.strip_prefix(ANNOTATION_PREFIX) else {
+        let Some(name) = key.strip_prefix(keys::PREFIX) else {
             continue;
         };
-        if is_own_output(key) {
+        if keys::is_written_by_dbbind(key) {
             continue;
         }
         let (base, alias) = match name.split_once('.') {
@@ -154,9 +123,9 @@ pub fn parse_annotations(
             }
             pod_keys_seen.push(key.clone());
             match base {
-                "containers" => containers = Some(parse_containers(key, value)?),
-                "on-conflict" => on_conflict = parse_on_conflict(key, value)?,
-                "restart-on-rotation" => restart_on_rotation = parse_bool(key, value)?,
+                pod_key::CONTAINERS => containers = Some(parse_containers(key, value)?),
+                pod_key::ON_CONFLICT => on_conflict = parse_on_conflict(key, value)?,
+                pod_key::RESTART_ON_ROTATION => restart_on_rotation = parse_bool(key, value)?,
                 _ => {} // inject: handled above
             }
             continue;
@@ -187,7 +156,7 @@ pub fn parse_annotations(
         return match pod_keys_seen.as_slice() {
             [] => Ok(PodRequest::NotRequested),
             // `inject: "true"` alone asks for nothing that could be wrong.
-            [only] if only == "dbbind.io/inject" => Ok(PodRequest::NotRequested),
+            [only] if only == keys::INJECT => Ok(PodRequest::NotRequested),
             keys => Err(AnnotationError::NoBinding {
                 keys: keys.join(", "),
             }),
@@ -206,19 +175,11 @@ pub fn parse_annotations(
     }))
 }
 
-/// Annotations dbbind writes itself: reading them back is never an input error.
-fn is_own_output(key: &str) -> bool {
-    key == STATUS_ANNOTATION
-        || key == BINDINGS_ANNOTATION
-        || key == RESTARTED_AT_ANNOTATION
-        || key.starts_with(VALUE_ANNOTATION)
-}
-
 fn known_keys() -> String {
     let binding = BINDING_KEYS
         .iter()
-        .map(|k| format!("{ANNOTATION_PREFIX}{k}[.<alias>]"));
-    let pod = POD_KEYS.iter().map(|k| format!("{ANNOTATION_PREFIX}{k}"));
+        .map(|k| format!("{}[.<alias>]", keys::binding_key(k, None)));
+    let pod = POD_KEYS.iter().map(|k| keys::binding_key(k, None));
     binding.chain(pod).collect::<Vec<_>>().join(", ")
 }
 
@@ -275,10 +236,7 @@ impl Draft {
     fn finish(self, alias: Option<String>) -> Result<BindingRequest, AnnotationError> {
         let Some(secret) = self.secret else {
             let binding = alias.as_deref().unwrap_or(DEFAULT_BINDING_NAME).to_owned();
-            let secret_key = match &alias {
-                Some(alias) => format!("{ANNOTATION_PREFIX}secret.{alias}"),
-                None => format!("{ANNOTATION_PREFIX}secret"),
-            };
+            let secret_key = keys::binding_key("secret", alias.as_deref());
             return Err(AnnotationError::BindingWithoutSecret {
                 binding,
                 keys: self.keys_seen.join(", "),
@@ -461,45 +419,36 @@ fn parse_key_map(key: &str, value: &str) -> Result<BTreeMap<Field, String>, Anno
     Ok(map)
 }
 
-/// The sets `dbbind.io/env` accepts, in the order the docs list them.
-const ENV_SETS: &str = "postgres, libpq, database-url, spring, quarkus, jdbc, dotnet or none";
-
 fn parse_env(key: &str, value: &str, named: bool) -> Result<EnvSets, AnnotationError> {
-    let mut sets = EnvSets::default();
+    let mut sets = EnvSets::NONE;
     let items = split_list(key, value)?;
     for item in &items {
-        let flag = match *item {
-            "postgres" => &mut sets.postgres,
-            "libpq" if named => {
-                return Err(bad_value(
-                    key,
-                    "the libpq set (PGHOST, …) is for the default binding only: libpq reads one connection from its variables".to_owned(),
-                ));
+        if *item == NO_SETS {
+            if items.len() == 1 {
+                continue;
             }
-            "libpq" => &mut sets.libpq,
-            "database-url" => &mut sets.database_url,
-            "spring" => &mut sets.spring,
-            "quarkus" => &mut sets.quarkus,
-            "jdbc" => &mut sets.jdbc,
-            "dotnet" => &mut sets.dotnet,
-            "none" if items.len() == 1 => continue,
-            "none" => {
-                return Err(bad_value(
-                    key,
-                    "\"none\" cannot be combined with other sets".to_owned(),
-                ));
-            }
-            other => {
-                return Err(bad_value(
-                    key,
-                    format!("unknown set {}; use {ENV_SETS}", echo(other)),
-                ));
-            }
+            return Err(bad_value(
+                key,
+                format!("\"{NO_SETS}\" cannot be combined with other sets"),
+            ));
+        }
+        let Some(set) = EnvSet::from_name(item) else {
+            let names: Vec<&str> = EnvSet::ALL.iter().map(|set| set.name()).collect();
+            return Err(bad_value(
+                key,
+                format!(
+                    "unknown set {}; use {} or {NO_SETS}",
+                    echo(item),
+                    names.join(", ")
+                ),
+            ));
         };
-        if *flag {
+        if let (true, Some(why)) = (named, set.default_binding_only()) {
+            return Err(bad_value(key, why.to_owned()));
+        }
+        if !sets.insert(set) {
             return Err(bad_value(key, format!("{} is listed twice", echo(item))));
         }
-        *flag = true;
     }
     Ok(sets)
 }

@@ -8,18 +8,13 @@ mod tls;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use annotations::{
-    ANNOTATION_PREFIX, AnnotationError, BINDING_KEYS, BINDINGS_ANNOTATION, POD_KEYS,
-    RESTARTED_AT_ANNOTATION, STATUS_ANNOTATION, STATUS_INJECTED, VALUE_ANNOTATION,
-    parse_annotations,
-};
+pub use annotations::{AnnotationError, parse_annotations};
 pub use resolve::{ResolvedBinding, ValueSource, resolve};
 pub use tls::TlsSource;
 
+pub use crate::env_set::EnvSets;
 use crate::field::Field;
-
-/// The name of the default binding where a name is needed: its file directory and volume.
-pub const DEFAULT_BINDING_NAME: &str = "db";
+use crate::keys::{self, DEFAULT_BINDING_NAME};
 
 /// What a pod's annotations ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,44 +92,7 @@ impl BindingRequest {
 
     /// The annotation key for `base` in this binding: `dbbind.io/host` or `dbbind.io/host.<alias>`.
     pub fn annotation(&self, base: &str) -> String {
-        match &self.alias {
-            Some(alias) => format!("{ANNOTATION_PREFIX}{base}.{alias}"),
-            None => format!("{ANNOTATION_PREFIX}{base}"),
-        }
-    }
-
-    /// Prefix of this binding's variable names: empty, or `REPORTING_` for alias `reporting`.
-    pub fn env_prefix(&self) -> String {
-        match &self.alias {
-            Some(alias) => format!("{}_", alias.to_ascii_uppercase().replace(['-', '.'], "_")),
-            None => String::new(),
-        }
-    }
-}
-
-/// Which variable name sets to inject (`dbbind.io/env`, docs/design.md §3 and §8).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EnvSets {
-    pub postgres: bool,
-    pub libpq: bool,
-    pub database_url: bool,
-    /// Spring Boot: `SPRING_DATASOURCE_URL` (JDBC), `_USERNAME`, `_PASSWORD`.
-    pub spring: bool,
-    /// Quarkus: `QUARKUS_DATASOURCE_DB_KIND`, `_JDBC_URL`, `_USERNAME`, `_PASSWORD`.
-    pub quarkus: bool,
-    /// `POSTGRES_JDBC_URL`.
-    pub jdbc: bool,
-    /// .NET: `ConnectionStrings__<Name>` without the password, and `PGPASSWORD`.
-    pub dotnet: bool,
-}
-
-impl EnvSets {
-    /// Only the `postgres` set: what a binding gets without `dbbind.io/env`.
-    pub fn postgres_only() -> EnvSets {
-        EnvSets {
-            postgres: true,
-            ..EnvSets::default()
-        }
+        keys::binding_key(base, self.alias.as_deref())
     }
 }
 
@@ -213,7 +171,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn env_prefix_upper_cases_the_alias() {
+    fn an_aliased_binding_names_its_annotations_with_the_suffix() {
         let request = BindingRequest {
             alias: Some("read-replica".to_owned()),
             secret: "s".to_owned(),
@@ -226,7 +184,6 @@ mod tests {
             ca: None,
             client_cert: None,
         };
-        assert_eq!(request.env_prefix(), "READ_REPLICA_");
         assert_eq!(request.annotation("host"), "dbbind.io/host.read-replica");
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::tls::{TlsSource, resolve_tls};
 use super::{BindingRequest, EndpointRole};
+use crate::env_set::BindingShape;
 use crate::field::{Field, TlsFile, join_fields};
 use crate::message::{Denial, Warning, clip, echo};
 use crate::profile::{CLUSTER_PLACEHOLDER, FieldSource, Profile, ProfileSet};
@@ -35,6 +36,14 @@ pub struct ResolvedBinding {
 impl ResolvedBinding {
     pub fn source(&self, field: Field) -> Option<&ValueSource> {
         self.fields.get(&field)
+    }
+
+    /// What the binding's name sets depend on.
+    pub fn shape(&self) -> BindingShape<'_> {
+        BindingShape {
+            alias: self.request.alias.as_deref(),
+            has_uri: self.fields.contains_key(&Field::Uri),
+        }
     }
 
     /// Whether the binding has a volume: its files were asked for, or it has TLS files.

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 
 use super::files;
 use crate::binding::{ResolvedBinding, ValueSource};
+use crate::env_set::{Composition, Reference, VarValue};
 use crate::field::{Field, TlsFile};
 use crate::message::{Denial, Warning};
 
@@ -23,140 +24,64 @@ const COMPOSABLE: [Field; 5] = [
     Field::Sslmode,
 ];
 
-/// The variables of one binding, in injection order: the `postgres` set, the `libpq` set, the
-/// helper variables composed strings need when neither set is requested, then `DATABASE_URL`,
-/// the `spring`, `quarkus`, `jdbc` and `dotnet` sets. TLS files are paths under `root`, the
-/// container's bindings root (docs/design.md §9).
+/// The variables of one binding, in injection order: each requested set's variables as
+/// `env_set` lists them, with the helper variables composed strings need (when neither the
+/// `postgres` nor the `libpq` set is requested) before the first set that is not a plain one.
+/// TLS files are paths under `root`, the container's bindings root (docs/design.md §9).
 pub fn binding_env(
     binding: &ResolvedBinding,
     root: &str,
     warnings: &mut Vec<Warning>,
 ) -> Result<Vec<EnvVar>, Denial> {
     let directory = files::directory(binding, root);
-    let tls_paths: Vec<(TlsFile, String)> = binding
-        .tls
+    let tls_path = |file: TlsFile| format!("{directory}/{}", file.file_entry());
+    let shape = binding.shape();
+    let sets: Vec<_> = binding
+        .request
+        .env
         .iter()
-        .map(|source| {
-            let path = format!("{directory}/{}", source.file.file_entry());
-            (source.file, path)
-        })
+        .map(|set| (set, set.variables(&shape)))
         .collect();
-    let request = &binding.request;
-    let sets = request.env;
-    let prefix = request.env_prefix();
+    let composes = sets.iter().any(|(_, variables)| {
+        variables
+            .vars
+            .iter()
+            .any(|var| matches!(var.value, VarValue::Composed(_)))
+    });
     let mut vars = Vars::default();
-    if sets.postgres {
-        for (field, source) in &binding.fields {
-            vars.push(env_var(
-                format!("{prefix}{}", field.postgres_env()),
+    let mut parts: Option<Parts> = None;
+    for (set, variables) in sets {
+        if composes && parts.is_none() && !set.is_plain() {
+            let tls = binding.tls.iter().map(|source| source.file);
+            parts = Some(Parts::new(
                 binding,
-                source,
-            ));
+                tls.map(|file| (file, tls_path(file))),
+                &mut vars,
+            )?);
         }
-    }
-    if sets.postgres {
-        for (file, path) in &tls_paths {
-            vars.push(literal(
-                format!("{prefix}{}", file.postgres_env()),
-                path.clone(),
-            ));
+        for var in variables.vars {
+            let name = var.name;
+            let made = match var.value {
+                VarValue::Field(field) => binding
+                    .source(field)
+                    .map(|source| env_var(name, binding, source)),
+                VarValue::TlsPath(file) => {
+                    binding.has_tls(file).then(|| literal(name, tls_path(file)))
+                }
+                VarValue::Fixed(value) => Some(literal(name, value.to_owned())),
+                VarValue::Composed(composition) => parts
+                    .as_ref()
+                    .map(|parts| literal(name, parts.compose(composition))),
+            };
+            vars.extend(made);
         }
-    }
-    if sets.libpq {
-        for (field, source) in &binding.fields {
-            if let Some(name) = field.libpq_env() {
-                vars.push(env_var(format!("{prefix}{name}"), binding, source));
-            }
-        }
-        for (file, path) in &tls_paths {
-            vars.push(literal(
-                format!("{prefix}{}", file.libpq_env()),
-                path.clone(),
-            ));
-        }
-    }
-
-    let uri_key = binding.source(Field::Uri);
-    let composes = (sets.database_url && uri_key.is_none())
-        || sets.spring
-        || sets.quarkus
-        || sets.jdbc
-        || sets.dotnet;
-    if !composes {
-        if let (true, Some(source)) = (sets.database_url, uri_key) {
-            vars.push(env_var(format!("{prefix}DATABASE_URL"), binding, source));
-        }
-        return Ok(vars.0);
-    }
-    let parts = Parts::new(binding, tls_paths, &mut vars)?;
-    let password = |name: String| {
-        binding
-            .source(Field::Password)
-            .map(|source| env_var(name, binding, source))
-    };
-    let user = |name: String| {
-        binding
-            .source(Field::User)
-            .map(|source| env_var(name, binding, source))
-    };
-
-    if sets.database_url {
-        let name = format!("{prefix}DATABASE_URL");
-        match uri_key {
-            Some(source) => vars.push(env_var(name, binding, source)),
-            None => {
-                vars.push(literal(name.clone(), parts.libpq_url()));
-                let password_var = format!("{prefix}PGPASSWORD");
-                vars.extend(password(password_var.clone()));
-                warnings.push(Warning::new(format!(
-                    "binding {:?}: {name} is composed without the password, which is in {password_var}: libpq-based clients (psycopg, Django, the pg gem, node-postgres, pgx) read it; clients that take the password only from the URL (Prisma) do not, and need a Secret with its own URI key (dbbind.io/keys: uri=<key>)",
-                    request.name()
-                )));
-            }
-        }
-    }
-    if sets.spring {
-        vars.push(literal(
-            format!("{prefix}SPRING_DATASOURCE_URL"),
-            parts.jdbc_url(),
-        ));
-        vars.extend(user(format!("{prefix}SPRING_DATASOURCE_USERNAME")));
-        vars.extend(password(format!("{prefix}SPRING_DATASOURCE_PASSWORD")));
-    }
-    if sets.quarkus {
-        vars.push(literal(
-            format!("{prefix}QUARKUS_DATASOURCE_DB_KIND"),
-            "postgresql".to_owned(),
-        ));
-        vars.push(literal(
-            format!("{prefix}QUARKUS_DATASOURCE_JDBC_URL"),
-            parts.jdbc_url(),
-        ));
-        vars.extend(user(format!("{prefix}QUARKUS_DATASOURCE_USERNAME")));
-        vars.extend(password(format!("{prefix}QUARKUS_DATASOURCE_PASSWORD")));
-    }
-    if sets.jdbc {
-        vars.push(literal(
-            format!("{prefix}POSTGRES_JDBC_URL"),
-            parts.jdbc_url(),
-        ));
-    }
-    if sets.dotnet {
-        let name = match &request.alias {
-            Some(alias) => alias.replace(['-', '.'], "_"),
-            None => "Default".to_owned(),
-        };
-        vars.push(literal(
-            format!("ConnectionStrings__{name}"),
-            parts.dotnet_connection_string(),
-        ));
-        vars.extend(password(format!("{prefix}PGPASSWORD")));
+        warnings.extend(variables.warning);
     }
     Ok(vars.0)
 }
 
 /// Variables in order; a name already there (`PGPASSWORD` from the `libpq` set and from
-/// `database-url`) is not added twice.
+/// `database-url`) is not added twice: the first wins.
 #[derive(Default)]
 struct Vars(Vec<EnvVar>);
 
@@ -187,30 +112,23 @@ struct Parts {
 }
 
 impl Parts {
-    /// Refers to the `postgres` set when injected, else the `libpq` set, else to helper
-    /// variables `DBBIND_<BINDING>_<FIELD>` added here, so a binding with only `spring` (say)
-    /// still copies no value.
+    /// Refers to the variables `EnvSets::reference` names, adding the helper variables it asks
+    /// for to `vars`.
     fn new(
         binding: &ResolvedBinding,
-        tls: Vec<(TlsFile, String)>,
+        tls: impl Iterator<Item = (TlsFile, String)>,
         vars: &mut Vars,
     ) -> Result<Parts, Denial> {
         let request = &binding.request;
-        let prefix = request.env_prefix();
-        let helper_prefix = format!(
-            "DBBIND_{}_",
-            request.name().to_ascii_uppercase().replace(['-', '.'], "_")
-        );
+        let shape = binding.shape();
         let mut reference = |field: Field| -> Option<String> {
             let source = binding.source(field)?;
-            let name = if request.env.postgres {
-                format!("{prefix}{}", field.postgres_env())
-            } else if let (true, Some(libpq)) = (request.env.libpq, field.libpq_env()) {
-                format!("{prefix}{libpq}")
-            } else {
-                let name = format!("{helper_prefix}{}", field.name().to_ascii_uppercase());
-                vars.push(env_var(name.clone(), binding, source));
-                name
+            let name = match request.env.reference(&shape, field) {
+                Reference::Injected(name) => name,
+                Reference::Helper(name) => {
+                    vars.push(env_var(name.clone(), binding, source));
+                    name
+                }
             };
             Some(format!("$({name})"))
         };
@@ -228,8 +146,16 @@ impl Parts {
             database,
             user,
             sslmode,
-            tls,
+            tls: tls.collect(),
         })
+    }
+
+    fn compose(&self, composition: Composition) -> String {
+        match composition {
+            Composition::LibpqUrl => self.libpq_url(),
+            Composition::JdbcUrl => self.jdbc_url(),
+            Composition::DotnetConnectionString => self.dotnet_connection_string(),
+        }
     }
 
     /// `host[:port]/[database]`, the part every URL shares.

@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::{
     VolumeProjection,
 };
 
-use crate::binding::{ResolvedBinding, TlsObject, VALUE_ANNOTATION, ValueSource};
+use crate::binding::{ResolvedBinding, TlsObject, ValueSource};
+use crate::keys::VALUE_PREFIX;
 
 /// The variable telling applications where bindings are mounted.
 pub const SERVICE_BINDING_ROOT: &str = "SERVICE_BINDING_ROOT";
@@ -28,7 +29,7 @@ pub fn volume_name(binding: &ResolvedBinding) -> String {
 
 /// The annotation a literal entry is read from: `dbbind.io/value.<binding>.<entry>`.
 pub fn value_annotation(binding: &ResolvedBinding, entry: &str) -> String {
-    format!("{VALUE_ANNOTATION}{}.{entry}", binding.request.name())
+    format!("{VALUE_PREFIX}{}.{entry}", binding.request.name())
 }
 
 /// The literal entries of a binding's files, as the pod annotations that carry them.

@@ -18,10 +18,8 @@ use serde_json::Value;
 
 pub use files::{DEFAULT_ROOT, SERVICE_BINDING_ROOT};
 
-use crate::binding::{
-    AppliedBinding, BINDINGS_ANNOTATION, OnConflict, ResolvedBinding, STATUS_ANNOTATION,
-    STATUS_INJECTED,
-};
+use crate::binding::{AppliedBinding, OnConflict, ResolvedBinding};
+use crate::keys;
 use crate::message::{Denial, Warning, clip, echo};
 
 /// Builds the patch for `pod` from its resolved bindings.
@@ -387,12 +385,12 @@ fn add_volumes(
 /// `dbbind.io/status`, `dbbind.io/bindings`, and the values behind literal file entries.
 fn annotate(pod: &Pod, bindings: &[ResolvedBinding], ops: &mut Ops) {
     let mut wanted = BTreeMap::new();
-    wanted.insert(STATUS_ANNOTATION.to_owned(), STATUS_INJECTED.to_owned());
+    wanted.insert(keys::STATUS.to_owned(), keys::STATUS_INJECTED.to_owned());
     let summary: Vec<String> = bindings
         .iter()
         .map(|b| AppliedBinding::from(b).to_string())
         .collect();
-    wanted.insert(BINDINGS_ANNOTATION.to_owned(), summary.join(","));
+    wanted.insert(keys::BINDINGS.to_owned(), summary.join(","));
     for binding in bindings.iter().filter(|b| b.request.files) {
         wanted.extend(files::value_annotations(binding));
     }

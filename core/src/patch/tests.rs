@@ -4,7 +4,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
 use super::*;
-use crate::binding::{BindingRequest, EnvSets, ResolvedBinding, ValueSource};
+use crate::binding::{BindingRequest, ResolvedBinding, ValueSource};
+use crate::env_set::{EnvSet, EnvSets};
 use crate::field::Field;
 
 fn binding(fields: &[(Field, ValueSource)], env: EnvSets, files: bool) -> ResolvedBinding {
@@ -74,11 +75,7 @@ fn pair(name: &str, value: &str) -> (String, String) {
 
 #[test]
 fn database_url_is_composed_without_the_password_which_gets_pgpassword() {
-    let sets = EnvSets {
-        postgres: true,
-        database_url: true,
-        ..EnvSets::default()
-    };
+    let sets = EnvSets::from_iter([EnvSet::Postgres, EnvSet::DatabaseUrl]);
     let b = binding(
         &[
             (Field::Host, key("h")),
@@ -121,14 +118,13 @@ fn full_binding(sets: EnvSets) -> ResolvedBinding {
 
 #[test]
 fn framework_sets_compose_from_references_and_keep_the_password_apart() {
-    let sets = EnvSets {
-        postgres: true,
-        spring: true,
-        quarkus: true,
-        jdbc: true,
-        dotnet: true,
-        ..EnvSets::default()
-    };
+    let sets = EnvSets::from_iter([
+        EnvSet::Postgres,
+        EnvSet::Spring,
+        EnvSet::Quarkus,
+        EnvSet::Jdbc,
+        EnvSet::Dotnet,
+    ]);
     let (pod, warnings) = patched(bare_pod(), &[full_binding(sets)]);
     let env = names_and_values(&pod);
     let jdbc = "jdbc:postgresql://$(POSTGRES_HOST):$(POSTGRES_PORT)/$(POSTGRES_DB)?sslmode=$(POSTGRES_SSLMODE)";
@@ -157,10 +153,7 @@ fn framework_sets_compose_from_references_and_keep_the_password_apart() {
 
 #[test]
 fn without_the_postgres_or_libpq_set_composed_strings_refer_to_helper_variables() {
-    let sets = EnvSets {
-        jdbc: true,
-        ..EnvSets::default()
-    };
+    let sets = EnvSets::from_iter([EnvSet::Jdbc]);
     let (pod, _) = patched(bare_pod(), &[full_binding(sets)]);
     assert_eq!(
         names_and_values(&pod),
@@ -180,11 +173,7 @@ fn without_the_postgres_or_libpq_set_composed_strings_refer_to_helper_variables(
 
 #[test]
 fn the_libpq_set_and_database_url_share_one_pgpassword() {
-    let sets = EnvSets {
-        libpq: true,
-        database_url: true,
-        ..EnvSets::default()
-    };
+    let sets = EnvSets::from_iter([EnvSet::Libpq, EnvSet::DatabaseUrl]);
     let (pod, _) = patched(bare_pod(), &[full_binding(sets)]);
     let env = names_and_values(&pod);
     assert_eq!(
@@ -202,11 +191,7 @@ fn the_libpq_set_and_database_url_share_one_pgpassword() {
 
 #[test]
 fn a_named_binding_prefixes_its_sets_and_names_its_connection_string() {
-    let mut b = full_binding(EnvSets {
-        spring: true,
-        dotnet: true,
-        ..EnvSets::default()
-    });
+    let mut b = full_binding(EnvSets::from_iter([EnvSet::Spring, EnvSet::Dotnet]));
     b.request.alias = Some("read-replica".to_owned());
     let (pod, _) = patched(bare_pod(), &[b]);
     let names: Vec<String> = names_and_values(&pod).into_iter().map(|(n, _)| n).collect();
@@ -221,12 +206,7 @@ fn a_named_binding_prefixes_its_sets_and_names_its_connection_string() {
 
 #[test]
 fn reinvocation_of_framework_sets_adds_nothing() {
-    let sets = EnvSets {
-        spring: true,
-        database_url: true,
-        dotnet: true,
-        ..EnvSets::default()
-    };
+    let sets = EnvSets::from_iter([EnvSet::Spring, EnvSet::DatabaseUrl, EnvSet::Dotnet]);
     let b = full_binding(sets);
     let (once, _) = patched(bare_pod(), std::slice::from_ref(&b));
     let typed: Pod = serde_json::from_value(once).unwrap();
@@ -266,7 +246,7 @@ fn files_split_required_and_optional_keys_and_carry_literals_by_annotation() {
             (Field::User, key("username")),
             (Field::Password, key("password")),
         ],
-        EnvSets::default(),
+        EnvSets::NONE,
         true,
     );
     let (pod, _) = patched(bare_pod(), &[b]);

@@ -14,24 +14,20 @@ use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Value, json};
 
-use crate::binding::BINDINGS_ANNOTATION;
-
-/// The pod-template annotation that opts a workload in.
-pub const RESTART_ANNOTATION: &str = "dbbind.io/restart-on-rotation";
-/// The template annotation whose change rolls a workload, as `kubectl rollout restart` does
-/// with `kubectl.kubernetes.io/restartedAt`; dbbind's own output, so never an unknown
-/// annotation when its pods come back to the webhook.
-pub use crate::binding::RESTARTED_AT_ANNOTATION;
+// `RESTARTED_AT` is the template annotation whose change rolls a workload, as `kubectl rollout
+// restart` does with `kubectl.kubernetes.io/restartedAt`; dbbind's own output, so never an
+// unknown annotation when its pods come back to the webhook.
+use crate::keys::{BINDINGS, RESTART_ON_ROTATION, RESTARTED_AT};
 
 /// Whether a pod's annotations opt it in: exactly `"true"`.
 pub fn opted_in(annotations: &BTreeMap<String, String>) -> bool {
-    annotations.get(RESTART_ANNOTATION).map(String::as_str) == Some("true")
+    annotations.get(RESTART_ON_ROTATION).map(String::as_str) == Some("true")
 }
 
 /// The Secrets dbbind bound into a pod, read from the `dbbind.io/bindings` annotation it wrote
 /// (`<binding>=<secret>/<profile>,…`).
 pub fn bound_secrets(annotations: &BTreeMap<String, String>) -> BTreeSet<String> {
-    let Some(bindings) = annotations.get(BINDINGS_ANNOTATION) else {
+    let Some(bindings) = annotations.get(BINDINGS) else {
         return BTreeSet::new();
     };
     bindings
@@ -85,34 +81,11 @@ pub fn secrets_needing_restart(
         .collect()
 }
 
-/// A workload whose template can be rolled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum WorkloadKind {
-    Deployment,
-    StatefulSet,
-    DaemonSet,
-}
+pub use crate::kind::WorkloadKind;
 
-impl WorkloadKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "Deployment",
-            WorkloadKind::StatefulSet => "StatefulSet",
-            WorkloadKind::DaemonSet => "DaemonSet",
-        }
-    }
-
-    fn of(owner: &OwnerReference) -> Option<WorkloadKind> {
-        if owner.api_version != "apps/v1" {
-            return None;
-        }
-        match owner.kind.as_str() {
-            "Deployment" => Some(WorkloadKind::Deployment),
-            "StatefulSet" => Some(WorkloadKind::StatefulSet),
-            "DaemonSet" => Some(WorkloadKind::DaemonSet),
-            _ => None,
-        }
-    }
+/// The workload an owner reference names, if a new template annotation rolls it.
+fn rollable(owner: &OwnerReference) -> Option<WorkloadKind> {
+    WorkloadKind::of_api_version(&owner.api_version, &owner.kind).filter(|kind| kind.rollable())
 }
 
 /// A workload in a namespace.
@@ -184,14 +157,17 @@ pub fn restart_target(
         })
     };
     let Some(owner) = owner else {
-        return involved("v1", "Pod", pod.name, pod.uid);
+        let pod_kind = WorkloadKind::Pod;
+        return involved(&pod_kind.api_version(), pod_kind.name(), pod.name, pod.uid);
     };
-    if let Some(kind) = WorkloadKind::of(owner) {
+    if let Some(kind) = rollable(owner) {
         return rollout(kind, &owner.name);
     }
-    if owner.api_version == "apps/v1" && owner.kind == "ReplicaSet" {
+    let replica_set = Some(WorkloadKind::ReplicaSet);
+    if WorkloadKind::of_api_version(&owner.api_version, &owner.kind) == replica_set {
+        // A ReplicaSet's pods are rolled by its Deployment's template.
         return match replica_set_owner(&owner.name) {
-            Some(top) if WorkloadKind::of(&top) == Some(WorkloadKind::Deployment) => {
+            Some(top) if rollable(&top) == Some(WorkloadKind::Deployment) => {
                 rollout(WorkloadKind::Deployment, &top.name)
             }
             Some(top) => involved_owner(&top),
@@ -205,7 +181,7 @@ pub fn restart_target(
 /// The merge patch that rolls a Deployment, StatefulSet or DaemonSet: its template annotated
 /// with the time of the restart (RFC 3339), as `kubectl rollout restart` does.
 pub fn restarted_at_patch(at_rfc3339: &str) -> Value {
-    json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: at_rfc3339}}}}})
+    json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: at_rfc3339}}}}})
 }
 
 /// Rollouts owed, at most one per workload per `min_interval_secs`: rotations of several

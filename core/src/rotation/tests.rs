@@ -48,10 +48,10 @@ fn spec(value: serde_json::Value) -> PodSpec {
 
 #[test]
 fn only_true_opts_in() {
-    assert!(opted_in(&annotations(&[(RESTART_ANNOTATION, "true")])));
+    assert!(opted_in(&annotations(&[(RESTART_ON_ROTATION, "true")])));
     for value in ["false", "True", "yes", ""] {
         assert!(
-            !opted_in(&annotations(&[(RESTART_ANNOTATION, value)])),
+            !opted_in(&annotations(&[(RESTART_ON_ROTATION, value)])),
             "{value}"
         );
     }
@@ -61,7 +61,7 @@ fn only_true_opts_in() {
 #[test]
 fn bound_secrets_are_read_from_the_bindings_annotation() {
     let pod = annotations(&[(
-        BINDINGS_ANNOTATION,
+        BINDINGS,
         "db=orders-db/generic,reporting=reports.credentials.postgresql.acid.zalan.do/zalando",
     )]);
     let secrets: Vec<_> = bound_secrets(&pod).into_iter().collect();
@@ -69,7 +69,7 @@ fn bound_secrets_are_read_from_the_bindings_annotation() {
         secrets,
         ["orders-db", "reports.credentials.postgresql.acid.zalan.do"]
     );
-    assert!(bound_secrets(&annotations(&[(BINDINGS_ANNOTATION, "garbage,=/x")])).is_empty());
+    assert!(bound_secrets(&annotations(&[(BINDINGS, "garbage,=/x")])).is_empty());
     assert!(bound_secrets(&annotations(&[])).is_empty());
 }
 
@@ -90,16 +90,13 @@ fn only_secrets_read_through_the_environment_need_a_restart() {
     assert_eq!(env, ["migrations", "orders-db"]);
 
     let bindings = "db=orders-db/generic,files=files-db/generic";
-    let opted = annotations(&[
-        (BINDINGS_ANNOTATION, bindings),
-        (RESTART_ANNOTATION, "true"),
-    ]);
+    let opted = annotations(&[(BINDINGS, bindings), (RESTART_ON_ROTATION, "true")]);
     let needing: Vec<_> = secrets_needing_restart(&opted, &pod_spec)
         .into_iter()
         .collect();
     // files-db is bound by files only; migrations is not dbbind's to restart for.
     assert_eq!(needing, ["orders-db"]);
-    let not_opted = annotations(&[(BINDINGS_ANNOTATION, bindings)]);
+    let not_opted = annotations(&[(BINDINGS, bindings)]);
     assert!(secrets_needing_restart(&not_opted, &pod_spec).is_empty());
 }
 

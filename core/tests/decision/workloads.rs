@@ -1,7 +1,9 @@
 //! The check of a workload's pod template when it is applied (docs/design.md §7): the Pod's
 //! decision, with what depends on the Secret's current state as warnings, and never a patch.
 
+use dbbind_core::admission::RotationRestarts;
 use dbbind_core::decision::Decision;
+use dbbind_core::kind::WorkloadKind;
 use dbbind_core::workload::review;
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionReview};
@@ -47,7 +49,7 @@ fn check(review_json: Value) -> Decision {
     let review_value: AdmissionReview<DynamicObject> = serde_json::from_value(review_json).unwrap();
     let request: AdmissionRequest<DynamicObject> = review_value.try_into().unwrap();
     let store = store_of(&[&fixture_secret("generic-external.yaml")]);
-    review(&request, &store, &builtin())
+    review(&request, &store, &builtin(), RotationRestarts::On)
 }
 
 fn no_patch(decision: &Decision) -> bool {
@@ -56,7 +58,10 @@ fn no_patch(decision: &Decision) -> bool {
 
 #[test]
 fn every_workload_kind_is_checked_on_create_and_update() {
-    for (group, kind) in dbbind_core::workload::CHECKED_WORKLOADS {
+    let checked = WorkloadKind::ALL
+        .into_iter()
+        .filter(|kind| kind.checked_at_apply());
+    for (group, kind) in checked.map(|kind| (kind.group(), kind.name())) {
         for operation in ["CREATE", "UPDATE"] {
             let bad = json!({"dbbind.io/secret": "orders-db-conn", "dbbind.io/port": "abc"});
             let decision = check(workload_review(group, kind, operation, bad));

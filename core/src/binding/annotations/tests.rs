@@ -1,7 +1,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::binding::{BindingRequest, EnvSets, OnConflict, PodRequest};
+use crate::binding::{BindingRequest, OnConflict, PodRequest};
+use crate::env_set::{EnvSet, EnvSets};
 use crate::field::Field;
 use crate::profile::ProfileSet;
 
@@ -59,11 +60,7 @@ fn every_key_is_read() {
     assert_eq!(binding.keys[&Field::Password], "pw");
     assert_eq!(
         binding.env,
-        EnvSets {
-            libpq: true,
-            database_url: true,
-            ..EnvSets::default()
-        }
+        EnvSets::from_iter([EnvSet::Libpq, EnvSet::DatabaseUrl])
     );
     assert!(binding.files);
     assert_eq!(
@@ -81,7 +78,7 @@ fn auto_is_no_explicit_profile_and_none_is_no_env() {
         ("dbbind.io/env", "none"),
     ]);
     assert_eq!(requests.bindings[0].profile, None);
-    assert_eq!(requests.bindings[0].env, EnvSets::default());
+    assert_eq!(requests.bindings[0].env, EnvSets::NONE);
 }
 
 #[test]
