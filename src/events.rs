@@ -89,6 +89,19 @@ pub struct EventWriter {
     reporting_instance: String,
 }
 
+/// Events' flags of `dbbind serve`.
+#[derive(Clone, Copy, Debug, clap::Args)]
+#[command(next_help_heading = "Events")]
+pub struct EventFlags {
+    /// Events queued for writing at most; when full, an Event is dropped (and counted) rather
+    /// than delay an admission.
+    #[arg(long, env = "DBBIND_EVENT_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub event_queue_capacity: usize,
+    /// The same Event (owner, reason, message) is written at most once per this window.
+    #[arg(long, env = "DBBIND_EVENT_DEDUP_WINDOW", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub event_dedup_window: Duration,
+}
+
 /// A queue of at most `capacity` events, and its writer.
 pub fn event_queue(
     capacity: usize,

@@ -22,6 +22,18 @@ pub enum LoggingError {
     Install(String),
 }
 
+/// Logging's flags of `dbbind serve`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogFlags {
+    /// json in a cluster, text on a terminal.
+    #[arg(long, env = "DBBIND_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// A tracing env-filter directive, e.g. info or dbbind=debug,kube=info.
+    #[arg(long, env = "DBBIND_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
 /// Installs the global subscriber. `filter` is an env-filter directive (`info`,
 /// `dbbind=debug,kube=info`).
 pub fn init(format: LogFormat, filter: &str) -> Result<(), LoggingError> {

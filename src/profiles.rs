@@ -53,6 +53,15 @@ pub struct SharedProfiles {
     filter: Arc<watch::Sender<Arc<ShapeFilter>>>,
 }
 
+/// The profiles' flag of `dbbind serve` (the file itself is the global --profiles-file).
+#[derive(Clone, Copy, Debug, clap::Args)]
+#[command(next_help_heading = "Profiles")]
+pub struct ProfilesFlags {
+    /// How often --profiles-file is checked for changes.
+    #[arg(long, env = "DBBIND_PROFILES_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub profiles_reload_interval: std::time::Duration,
+}
+
 impl SharedProfiles {
     pub fn new(profiles: ProfileSet) -> SharedProfiles {
         let filter = Arc::new(profiles.shape_filter());

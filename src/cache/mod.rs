@@ -15,6 +15,7 @@
 
 pub mod compact;
 pub mod namespaces;
+pub mod setup;
 pub mod shape;
 pub mod watch;
 

@@ -11,7 +11,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::tls::setup::WebhookConfigNames;
 
 use dbbind_core::message::PREFIX;
 
@@ -63,23 +65,6 @@ pub enum Command {
     /// Delete dbbind's webhook configurations, so the API server stops calling it. The chart
     /// runs it before `helm uninstall` deletes anything else.
     Unregister(WebhookConfigNames),
-}
-
-/// dbbind's webhook configurations, by name: `serve` keeps their caBundles current (with
-/// self-managed certificates), `unregister` deletes them.
-#[derive(Debug, Args)]
-pub struct WebhookConfigNames {
-    /// The MutatingWebhookConfiguration (the Pod webhook).
-    #[arg(long, env = "DBBIND_WEBHOOK_CONFIG_NAME", default_value = "dbbind")]
-    pub webhook_config_name: String,
-    /// The ValidatingWebhookConfiguration of the workload check; empty when it is not
-    /// installed.
-    #[arg(
-        long,
-        env = "DBBIND_VALIDATING_WEBHOOK_CONFIG_NAME",
-        default_value = "dbbind-workloads"
-    )]
-    pub validating_webhook_config_name: String,
 }
 
 /// Runs a command that talks to the API server: `work` on a small runtime, its lines to

@@ -13,7 +13,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use kube::Api;
 use kube::api::DeleteParams;
 
-use super::WebhookConfigNames;
+use crate::tls::setup::WebhookConfigNames;
 
 /// The API server reads webhook configurations through an informer: a deletion takes effect
 /// for admissions a moment later.

@@ -10,3 +10,4 @@
 pub mod changed;
 pub mod controller;
 pub mod leader;
+pub mod setup;

@@ -17,31 +17,33 @@ use tokio_rustls::TlsAcceptor;
 use super::connections::{Connections, Heard, Refused, Slot, Tracked};
 use super::idle::IdleTimeout;
 
-/// Per-connection time limits.
-#[derive(Clone, Copy, Debug)]
+/// Per-connection limits (flags of `dbbind serve`).
+#[derive(Clone, Copy, Debug, clap::Args)]
+#[command(next_help_heading = "Connections")]
 pub struct ConnectionLimits {
-    /// A client must finish the TLS handshake within this.
+    /// Time a client has to complete the TLS handshake.
+    #[arg(long, env = "DBBIND_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
-    /// An HTTP/1.1 client must send a request's headers within this; an HTTP/2 connection
-    /// must answer a keep-alive ping within this. Every client must send its first bytes
-    /// within this of its handshake.
+    /// Time an HTTP/1.1 client has to send a request's headers, and any client its first
+    /// bytes after the TLS handshake; an HTTP/2 connection must answer a keep-alive ping
+    /// within it.
+    #[arg(long, env = "DBBIND_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
     /// A connection from which nothing has been read for this long is closed.
+    #[arg(long, env = "DBBIND_IDLE_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
-    /// Connections open at once; one accepted beyond this closes the connection that has
-    /// shown least sign of being a client (see [`super::connections`]), or is refused when
-    /// every one is busy.
+    /// Admission connections open at once. One accepted beyond this takes the place of the
+    /// connection that has shown least sign of being a client (a silent handshake, then one
+    /// that never sent a request, then a handshake under way, then the one waiting longest
+    /// since its last response; see `server::connections`); it is refused only when every one
+    /// has a request in flight.
+    #[arg(long, env = "DBBIND_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> ConnectionLimits {
-        ConnectionLimits {
-            handshake_timeout: Duration::from_secs(5),
-            header_read_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(90),
-            max_connections: 1024,
-        }
+        crate::flags::defaults()
     }
 }
 

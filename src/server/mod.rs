@@ -28,16 +28,24 @@ pub use webhook::{Limits, WebhookState};
 use crate::metrics::Metrics;
 use crate::tls::{CertStore, TlsError, server_config};
 
-/// Where to listen and how to shut down.
-#[derive(Clone, Debug)]
+/// Where to listen, the connections' limits and how to shut down (flags of `dbbind serve`).
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Server")]
 pub struct ServeOptions {
+    /// Admission listener (TLS only; HTTP/1.1 and HTTP/2).
+    #[arg(long, env = "DBBIND_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
+    /// Admin listener (plain HTTP): /livez, /readyz, /metrics.
+    #[arg(long, env = "DBBIND_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: SocketAddr,
+    #[command(flatten)]
     pub connections: ConnectionLimits,
-    /// After a shutdown signal, how long to keep accepting while readiness reports false, so
-    /// the endpoints controller removes this replica before it stops listening.
+    /// After SIGTERM, how long to keep serving while /readyz reports false, so the endpoints
+    /// controller removes this replica before it stops listening.
+    #[arg(long, env = "DBBIND_SHUTDOWN_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_drain: Duration,
-    /// How long in-flight requests may take to finish once accepting has stopped.
+    /// After the drain, how long in-flight requests may take to finish.
+    #[arg(long, env = "DBBIND_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 }
 

@@ -28,32 +28,37 @@ use crate::events::{EventQueue, PendingEvent, Reason, owner_of};
 use crate::metrics::{Metrics, Outcome, Webhook};
 use crate::profiles::SharedProfiles;
 
-/// Limits on one admission request.
-#[derive(Clone, Copy, Debug)]
+/// Limits on one admission request (flags of `dbbind serve`).
+#[derive(Clone, Copy, Debug, clap::Args)]
+#[command(next_help_heading = "Admission requests")]
 pub struct Limits {
-    /// Largest body accepted. An UPDATE review carries two objects, and pods can be large:
-    /// several MiB, not the 2 MB common defaults.
+    /// Largest AdmissionReview body accepted, in bytes. An UPDATE review carries two objects,
+    /// and pods can be large: several MiB, not the 2 MB common defaults.
+    #[arg(long, env = "DBBIND_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Deadline from receiving the request to answering it; shorter than the webhook's
-    /// `timeoutSeconds`, so the API server gets our answer, not its own timeout.
+    /// Deadline for one admission request; keep it below the webhook's timeoutSeconds, so the
+    /// API server gets dbbind's answer, not its own timeout.
+    #[arg(long, env = "DBBIND_REQUEST_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// Requests decided at once; more wait for a slot within their deadline.
+    /// Admission requests decided at once; more wait within their deadline.
+    #[arg(
+        long = "max-concurrent-requests",
+        env = "DBBIND_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 128
+    )]
     pub max_concurrent: usize,
-    /// Bytes of request bodies held at once, across requests (at least `max_body_bytes`).
+    /// Bytes of request bodies held in memory at once, across all requests (at least
+    /// --max-body-bytes); arriving bodies wait when it is spent.
+    #[arg(long, env = "DBBIND_MAX_BUFFERED_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_buffered_bytes: usize,
-    /// Time a client has to send the whole body once its headers are in.
+    /// Time a client has to send a request's whole body once its headers are in.
+    #[arg(long, env = "DBBIND_BODY_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub body_read_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            max_body_bytes: 6 * 1024 * 1024,
-            request_timeout: Duration::from_secs(8),
-            max_concurrent: 128,
-            max_buffered_bytes: 64 * 1024 * 1024,
-            body_read_timeout: Duration::from_secs(5),
-        }
+        crate::flags::defaults()
     }
 }
 

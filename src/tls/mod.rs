@@ -8,6 +8,7 @@
 pub mod files;
 pub mod generate;
 pub mod self_managed;
+pub mod setup;
 
 use std::sync::Arc;
 

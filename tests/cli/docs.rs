@@ -122,6 +122,17 @@ fn every_serve_flag_and_its_env_var_is_in_the_readme() {
             readme.contains(&format!("`{env}`")),
             "{env} is not in the README"
         );
+        // The default is written once, in the flag's declaration; the README shows that one.
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|value| value.to_string_lossy().into_owned())
+            .filter(|value| value != "false")
+            .collect();
+        if let [default] = defaults.as_slice() {
+            let row = format!("| `--{long}` | `{env}` | `{default}` |");
+            assert!(readme.contains(&row), "the README's row is not {row}");
+        }
         checked += 1;
     }
     assert!(checked >= 24, "{checked}");
