@@ -1,6 +1,7 @@
 //! A webhook that records what kube-apiserver sends and admits everything: the source of the
 //! AdmissionReview fixtures the router tests use (`tests/fixtures/admission/`).
 
+use anyhow::anyhow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::{Error, Result};
+use crate::Result;
 
 pub struct Capture {
     pub port: u16,
@@ -31,19 +32,19 @@ impl Capture {
         dbbind::tls::install_crypto_provider();
         let now = OffsetDateTime::now_utc();
         let hour = Duration::from_secs(3600);
-        let ca = new_ca("capture CA", hour, now).map_err(|e| Error::new(e.to_string()))?;
+        let ca = new_ca("capture CA", hour, now).map_err(|e| anyhow!("{e}"))?;
         let names = SubjectNames {
             dns: vec![],
-            ips: vec!["127.0.0.1".parse().map_err(|_| Error::new("ip"))?],
+            ips: vec!["127.0.0.1".parse().map_err(|_| anyhow!("ip"))?],
         };
-        let pair = issue_serving(&ca, &names, hour, now).map_err(|e| Error::new(e.to_string()))?;
+        let pair = issue_serving(&ca, &names, hour, now).map_err(|e| anyhow!("{e}"))?;
         let store = CertStore::new();
         store.set(
             ServingCert::from_pem(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes())
-                .map_err(|e| Error::new(e.to_string()))?,
+                .map_err(|e| anyhow!("{e}"))?,
         );
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
-            server_config(store).map_err(|e| Error::new(e.to_string()))?,
+            server_config(store).map_err(|e| anyhow!("{e}"))?,
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();

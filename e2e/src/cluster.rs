@@ -6,6 +6,7 @@
 //! ServiceAccount; its node lifecycle controller lifts the not-ready taint from the node (see the
 //! `node` module) once it reports Ready, without which nothing would be scheduled there.
 
+use anyhow::anyhow;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,9 +17,9 @@ use base64::engine::general_purpose::STANDARD;
 use dbbind::tls::generate::{PemPair, SubjectNames, issue_serving, new_ca};
 use time::OffsetDateTime;
 
+use crate::Result;
 use crate::process::Daemon;
 use crate::tools::{self, free_port};
-use crate::{Error, Result};
 
 const ADMIN_TOKEN: &str = "dbbind-e2e-admin-token";
 
@@ -57,8 +58,7 @@ impl ControlPlane {
 
         let now = OffsetDateTime::now_utc();
         let day = Duration::from_secs(86_400);
-        let ca =
-            new_ca("dbbind e2e cluster CA", day, now).map_err(|e| Error::new(e.to_string()))?;
+        let ca = new_ca("dbbind e2e cluster CA", day, now).map_err(|e| anyhow!("{e}"))?;
         let names = SubjectNames {
             dns: [
                 "localhost",
@@ -74,12 +74,11 @@ impl ControlPlane {
                 address.into(),
                 crate::network::KUBERNETES_SERVICE_IP
                     .parse()
-                    .map_err(|_| Error::new("ip"))?,
+                    .map_err(|_| anyhow!("ip"))?,
             ],
         };
-        let serving =
-            issue_serving(&ca, &names, day, now).map_err(|e| Error::new(e.to_string()))?;
-        let service_account = rcgen::KeyPair::generate().map_err(|e| Error::new(e.to_string()))?;
+        let serving = issue_serving(&ca, &names, day, now).map_err(|e| anyhow!("{e}"))?;
+        let service_account = rcgen::KeyPair::generate().map_err(|e| anyhow!("{e}"))?;
         write(&path("ca.crt"), &ca.cert_pem)?;
         write(&path("apiserver.crt"), &serving.cert_pem)?;
         write(&path("apiserver.key"), &serving.key_pem)?;
@@ -191,12 +190,18 @@ impl ControlPlane {
             plane.dir.path(),
         )?;
         // The controller manager is up once it has given "default" its ServiceAccount.
-        plane.wait_for(
-            "the default ServiceAccount",
-            Duration::from_secs(60),
-            |plane| plane.kubectl_ok(&["get", "serviceaccount", "default", "-n", "default"]),
-        )?;
+        plane.wait_for_default_service_account("default")?;
         Ok(plane)
+    }
+
+    /// Waits (at start-up, blocking) until the controller manager has made `namespace`'s
+    /// default ServiceAccount, which its pods need.
+    pub fn wait_for_default_service_account(&mut self, namespace: &str) -> Result<()> {
+        self.wait_for(
+            &format!("the default ServiceAccount in {namespace}"),
+            Duration::from_secs(60),
+            |plane| plane.kubectl_ok(&["get", "serviceaccount", "default", "-n", namespace]),
+        )
     }
 
     /// Kills the API server (SIGKILL, as a crash would) and waits for it to exit.
@@ -236,10 +241,10 @@ impl ControlPlane {
         // /openapi/v2 was broken, and kubectl apply then failed: check it here.
         let openapi = self.kubectl(&["get", "--raw", "/openapi/v2"]).output()?;
         if !openapi.status.success() || !openapi.stdout.starts_with(b"{") {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "kube-apiserver serves no valid /openapi/v2: {}",
                 String::from_utf8_lossy(&openapi.stderr)
-            )));
+            ));
         }
         Ok(())
     }
@@ -259,11 +264,11 @@ impl ControlPlane {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        Err(Error::new(format!(
+        Err(anyhow!(
             "{what} not ready after {timeout:?}; kube-apiserver log:\n{}\nkube-controller-manager log:\n{}",
             self.apiserver.log_tail(20),
             self.controller_manager.log_tail(20)
-        )))
+        ))
     }
 
     /// kubectl of the pinned version, with the admin kubeconfig.
@@ -281,8 +286,22 @@ impl ControlPlane {
             .is_ok_and(|o| o.status.success())
     }
 
-    /// Runs kubectl; fails with its stderr.
+    /// Runs kubectl; fails with its stderr when kubectl fails.
     pub fn kubectl_run(&self, args: &[&str], stdin: Option<&str>) -> Result<KubectlOutput> {
+        let output = self.kubectl_outcome(args, stdin)?;
+        if !output.success {
+            return Err(anyhow!(
+                "kubectl {}: {}",
+                args.join(" "),
+                output.stderr.trim_end()
+            ));
+        }
+        Ok(output)
+    }
+
+    /// Runs kubectl and returns what it did, success or not: for a check that expects a
+    /// refusal. Fails only when kubectl cannot be run.
+    pub fn kubectl_outcome(&self, args: &[&str], stdin: Option<&str>) -> Result<KubectlOutput> {
         use std::io::Write;
         let mut command = self.kubectl(args);
         command
@@ -304,13 +323,13 @@ impl ControlPlane {
     /// A kube client with the admin credentials.
     pub async fn client(&self) -> Result<kube::Client> {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)
-            .map_err(|e| Error::new(format!("kubeconfig: {e}")))?;
+            .map_err(|e| anyhow!("kubeconfig: {e}"))?;
         let config = kube::Config::from_custom_kubeconfig(
             kubeconfig,
             &kube::config::KubeConfigOptions::default(),
         )
         .await
-        .map_err(|e| Error::new(format!("kubeconfig: {e}")))?;
+        .map_err(|e| anyhow!("kubeconfig: {e}"))?;
         Ok(kube::Client::try_from(config)?)
     }
 
@@ -319,10 +338,10 @@ impl ControlPlane {
         let host_port = self.server.trim_start_matches("https://");
         let (host, port) = host_port
             .rsplit_once(':')
-            .ok_or_else(|| Error::new(format!("no port in {}", self.server)))?;
+            .ok_or_else(|| anyhow!("no port in {}", self.server))?;
         let port = port
             .parse()
-            .map_err(|_| Error::new(format!("bad port in {}", self.server)))?;
+            .map_err(|_| anyhow!("bad port in {}", self.server))?;
         Ok((host.to_owned(), port))
     }
 
@@ -360,5 +379,5 @@ current-context: e2e
 }
 
 fn write(path: &Path, contents: &str) -> Result<()> {
-    std::fs::write(path, contents).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+    std::fs::write(path, contents).map_err(|e| anyhow!("{}: {e}", path.display()))
 }

@@ -7,13 +7,14 @@
 //! With several targets a forwarder stands for a Service in front of dbbind's replicas: each
 //! connection goes to the next target in turn.
 
+use anyhow::anyhow;
 use std::io::ErrorKind;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::{Error, Result};
+use crate::Result;
 
 pub struct Forwarder {
     pub listen: SocketAddr,
@@ -29,10 +30,10 @@ impl Forwarder {
     /// Listens on `listen` and forwards each connection to the next of `targets`, in turn.
     pub fn round_robin(listen: SocketAddr, targets: Vec<SocketAddr>) -> Result<Forwarder> {
         if targets.is_empty() {
-            return Err(Error::new("a forwarder needs a target"));
+            return Err(anyhow!("a forwarder needs a target"));
         }
-        let listener = TcpListener::bind(listen)
-            .map_err(|e| Error::new(format!("cannot listen on {listen}: {e}")))?;
+        let listener =
+            TcpListener::bind(listen).map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);

@@ -4,15 +4,16 @@
 //! `--kubeconfig` and `--serverIP`, so it registers its webhooks by URL on 127.0.0.1. Built by
 //! `scripts/kyverno`; used by the side-by-side benchmark only.
 
+use anyhow::anyhow;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::Result;
 use crate::cluster::ControlPlane;
 use crate::process::Daemon;
 use crate::tools::{free_port, repo_root};
 use crate::webhook::rss_kib;
-use crate::{Error, Result};
 
 pub struct Kyverno {
     process: Daemon,
@@ -29,20 +30,15 @@ fn build() -> Result<(PathBuf, PathBuf)> {
     let mut lines = stdout.lines();
     match (output.status.success(), lines.next(), lines.next()) {
         (true, Some(module), Some(binary)) => Ok((module.into(), binary.into())),
-        _ => Err(Error::new(format!(
+        _ => Err(anyhow!(
             "scripts/kyverno failed: {}",
             String::from_utf8_lossy(&output.stderr)
-        ))),
+        )),
     }
 }
 
 fn kubectl(plane: &ControlPlane, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let output = plane.kubectl_run(args, stdin)?;
-    if output.success {
-        Ok(output.stdout)
-    } else {
-        Err(Error::new(format!("kubectl {args:?}: {}", output.stderr)))
-    }
+    Ok(plane.kubectl_run(args, stdin)?.stdout)
 }
 
 impl Kyverno {
@@ -100,16 +96,16 @@ impl Kyverno {
         loop {
             process.check_running()?;
             if plane
-                .kubectl_run(&["apply", "-f", "-"], Some(&policy))
+                .kubectl_outcome(&["apply", "-f", "-"], Some(&policy))
                 .is_ok_and(|o| o.success)
             {
                 break;
             }
             if started.elapsed() > Duration::from_secs(180) {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "Kyverno did not accept the policy:\n{}",
                     process.log_tail(30)
-                )));
+                ));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -123,10 +119,10 @@ impl Kyverno {
                 };
             }
             if started.elapsed() > Duration::from_secs(240) {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "Kyverno registered no mutating webhook for Pods:\n{}",
                     process.log_tail(30)
-                )));
+                ));
             }
             std::thread::sleep(Duration::from_millis(250));
         };
@@ -144,8 +140,7 @@ impl Kyverno {
             &["get", "mutatingwebhookconfigurations", "-o", "json"],
             None,
         )?;
-        let list: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::new(e.to_string()))?;
+        let list: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow!("{e}"))?;
         let url = list["items"]
             .as_array()
             .into_iter()
@@ -170,14 +165,14 @@ impl Kyverno {
                     })
             })
             .and_then(|webhook| webhook["clientConfig"]["url"].as_str().map(str::to_owned));
-        url.ok_or_else(|| Error::new("no Kyverno mutating webhook for pods yet"))
+        url.ok_or_else(|| anyhow!("no Kyverno mutating webhook for pods yet"))
     }
 
     pub fn rss_kib(&self) -> Result<u64> {
         rss_kib(
             self.process
                 .pid()
-                .ok_or_else(|| Error::new("Kyverno is not running"))?,
+                .ok_or_else(|| anyhow!("Kyverno is not running"))?,
         )
     }
 

@@ -7,6 +7,7 @@
 //! The pods are bound to a node that does not exist: they are never scheduled or run, so the
 //! stream costs the API server and dbbind what a create costs, and nothing on the node.
 
+use anyhow::anyhow;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -16,7 +17,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// The label every pod of a stream carries, for cleaning up.
 pub const LABEL: &str = "e2e.dbbind.io/load";
@@ -145,7 +146,7 @@ impl CreateStream {
         let _ = self.stop.send(true);
         self.task
             .await
-            .map_err(|e| Error::new(format!("the create stream ended badly: {e}")))
+            .map_err(|e| anyhow!("the create stream ended badly: {e}"))
     }
 }
 

@@ -20,10 +20,11 @@
 //! own, so each removes only what it added. [`PodNetwork::teardown`] removes all of it, also
 //! from the signal handler (see [`crate::process`]).
 
+use anyhow::anyhow;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// The API server's `--service-cluster-ip-range`: routed nowhere but into the safety net.
 pub const SERVICE_CIDR: &str = "10.0.0.0/24";
@@ -94,8 +95,8 @@ impl PodNetwork {
             network.configure()?;
             return Ok(network);
         }
-        Err(Error::new(
-            "no free pod network: bridges dbbind1 to dbbind250 all exist (`ip link` lists them; a test bed that was killed leaves its bridge: `ip link del dbbindN`)",
+        Err(anyhow!(
+            "no free pod network: bridges dbbind1 to dbbind250 all exist (`ip link` lists them; a test bed that was killed leaves its bridge: `ip link del dbbindN`)"
         ))
     }
 
@@ -115,7 +116,7 @@ impl PodNetwork {
             ],
         ] {
             if !ip(&args)? {
-                return Err(Error::new(format!("ip {} failed", args.join(" "))));
+                return Err(anyhow!("ip {} failed", args.join(" ")));
             }
         }
         Ok(())
@@ -188,7 +189,7 @@ fn ip(args: &[&str]) -> Result<bool> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .map_err(|e| Error::new(format!("cannot run ip (Debian's iproute2): {e}")))?
+        .map_err(|e| anyhow!("cannot run ip (Debian's iproute2): {e}"))?
         .success())
 }
 
@@ -196,6 +197,6 @@ fn output(program: &str, args: &[&str]) -> Result<String> {
     let output = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| Error::new(format!("cannot run {program}: {e}")))?;
+        .map_err(|e| anyhow!("cannot run {program}: {e}"))?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

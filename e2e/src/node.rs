@@ -13,16 +13,17 @@
 //! [`crate::network`]); the node's address is the bridge's, where the kubelet listens, so
 //! `kubectl logs` works.
 
+use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::Result;
 use crate::cluster::ControlPlane;
 use crate::image;
 use crate::network::PodNetwork;
 use crate::process::{Daemon, SignalCleanup};
 use crate::tools::{self, free_port};
-use crate::{Error, Result};
 
 /// The node's name in the cluster.
 pub const NODE_NAME: &str = "dbbind-e2e-node";
@@ -200,7 +201,7 @@ impl Node {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(30) {
-                return Err(Error::new("containerd did not answer within 30 s"));
+                return Err(anyhow!("containerd did not answer within 30 s"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -239,10 +240,10 @@ impl Node {
                 &archive,
             ])?;
             if !output.status.success() {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "ctr images import {archive}: {}",
                     String::from_utf8_lossy(&output.stderr)
-                )));
+                ));
             }
         }
         Ok(())
@@ -257,7 +258,7 @@ impl Node {
             {
                 daemon.check_running()?;
             }
-            let ready = plane.kubectl_run(
+            let ready = plane.kubectl_outcome(
                 &[
                     "get",
                     "node",
@@ -276,10 +277,11 @@ impl Node {
                     .as_ref()
                     .map(|k| k.log_tail(30))
                     .unwrap_or_default();
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "node {NODE_NAME} not Ready after 60 s ({}{}); kubelet log:\n{kubelet}",
-                    ready.stdout, ready.stderr
-                )));
+                    ready.stdout,
+                    ready.stderr
+                ));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -337,7 +339,7 @@ impl Node {
             .into_iter()
             .find(|(running, _)| running == id)
             .map(|(_, pid)| pid)
-            .ok_or_else(|| Error::new(format!("runc has no running container {id}")))
+            .ok_or_else(|| anyhow!("runc has no running container {id}"))
     }
 }
 

@@ -5,15 +5,16 @@
 //! PostgreSQL refuses to run as root, so its programs run as the `postgres` user through
 //! `setpriv`, which execs them: the process handle is the server itself and stops with it.
 
+use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dbbind::tls::generate::{PemPair, SubjectNames, issue_serving};
 
+use crate::Result;
 use crate::process::Daemon;
 use crate::tools::{self, free_port};
-use crate::{Error, Result};
 
 pub struct Postgres {
     pub port: u16,
@@ -64,9 +65,9 @@ impl Postgres {
         dns.extend(hosts.iter().map(|host| (*host).to_owned()));
         let names = SubjectNames {
             dns,
-            ips: vec!["127.0.0.1".parse().map_err(|_| Error::new("ip"))?],
+            ips: vec!["127.0.0.1".parse().map_err(|_| anyhow!("ip"))?],
         };
-        let serving = issue_serving(ca, &names, day, now).map_err(|e| Error::new(e.to_string()))?;
+        let serving = issue_serving(ca, &names, day, now).map_err(|e| anyhow!("{e}"))?;
         let (cert, key) = (data.join("server.crt"), data.join("server.key"));
         std::fs::write(&cert, &serving.cert_pem)?;
         std::fs::write(&key, &serving.key_pem)?;
@@ -116,10 +117,10 @@ impl Postgres {
                 };
             }
             if started.elapsed() > Duration::from_secs(30) {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "PostgreSQL did not start:\n{}",
                     server.log_tail(20)
-                )));
+                ));
             }
             std::thread::sleep(Duration::from_millis(200));
         };
@@ -149,10 +150,10 @@ impl Postgres {
         let output =
             Postgres::psql_command(&self.bin, &self.socket_dir, self.port, sql).output()?;
         if !output.status.success() {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "psql failed: {}",
                 String::from_utf8_lossy(&output.stderr)
-            )));
+            ));
         }
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
@@ -227,7 +228,7 @@ pub fn client_certificate(ca: &PemPair, user: &str) -> Result<PemPair> {
         CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
         KeyUsagePurpose,
     };
-    let fail = |e: rcgen::Error| Error::new(format!("client certificate: {e}"));
+    let fail = |e: rcgen::Error| anyhow!("client certificate: {e}");
     let issuer =
         Issuer::from_ca_cert_pem(&ca.cert_pem, KeyPair::from_pem(&ca.key_pem).map_err(fail)?)
             .map_err(fail)?;
@@ -253,11 +254,11 @@ fn run(command: &mut Command) -> Result<()> {
     if output.status.success() {
         Ok(())
     } else {
-        Err(Error::new(format!(
+        Err(anyhow!(
             "{:?} failed: {}",
             command.get_program(),
             String::from_utf8_lossy(&output.stderr)
-        )))
+        ))
     }
 }
 

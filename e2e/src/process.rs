@@ -2,6 +2,7 @@
 //! failing test never leaves an API server behind; and what must be undone when the harness is
 //! stopped by a signal, when no `Drop` runs.
 
+use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -89,15 +90,14 @@ impl Daemon {
     /// Starts `command`, sending stdout and stderr to `<log_dir>/<name>.log`.
     pub fn start(name: &str, mut command: Command, log_dir: &Path) -> Result<Daemon, Error> {
         let log = log_dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)
-            .map_err(|e| Error::new(format!("{}: {e}", log.display())))?;
-        let err = file.try_clone().map_err(|e| Error::new(e.to_string()))?;
+        let file = std::fs::File::create(&log).map_err(|e| anyhow!("{}: {e}", log.display()))?;
+        let err = file.try_clone().map_err(|e| anyhow!("{e}"))?;
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err))
             .spawn()
-            .map_err(|e| Error::new(format!("cannot start {name}: {e}")))?;
+            .map_err(|e| anyhow!("cannot start {name}: {e}"))?;
         if let Ok(mut running) = RUNNING.lock() {
             running.push(child.id());
         }
@@ -128,45 +128,39 @@ impl Daemon {
         if let Some(child) = self.child.as_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "{} exited ({status}):\n{}",
                 self.name,
                 self.log_tail(30)
-            )));
+            ));
         }
         Ok(())
     }
 
     /// Sends a signal with `kill` (STOP, CONT, …).
     pub fn signal(&self, signal: &str) -> Result<(), Error> {
-        let pid = self.pid().ok_or_else(|| Error::new("not running"))?;
+        let pid = self.pid().ok_or_else(|| anyhow!("not running"))?;
         let status = Command::new("kill")
             .args([format!("-{signal}"), pid.to_string()])
             .status();
         if status.is_ok_and(|s| s.success()) {
             Ok(())
         } else {
-            Err(Error::new(format!(
-                "cannot send SIG{signal} to {}",
-                self.name
-            )))
+            Err(anyhow!("cannot send SIG{signal} to {}", self.name))
         }
     }
 
     /// Sends a signal with `kill`, and waits for the exit status.
     pub fn signal_and_wait(&mut self, signal: &str) -> Result<std::process::ExitStatus, Error> {
-        let pid = self.pid().ok_or_else(|| Error::new("not running"))?;
+        let pid = self.pid().ok_or_else(|| anyhow!("not running"))?;
         let status = Command::new("kill")
             .args([format!("-{signal}"), pid.to_string()])
             .status();
         if !status.is_ok_and(|s| s.success()) {
-            return Err(Error::new(format!("cannot signal {}", self.name)));
+            return Err(anyhow!("cannot signal {}", self.name));
         }
-        let child = self
-            .child
-            .as_mut()
-            .ok_or_else(|| Error::new("not running"))?;
-        let status = child.wait().map_err(|e| Error::new(e.to_string()))?;
+        let child = self.child.as_mut().ok_or_else(|| anyhow!("not running"))?;
+        let status = child.wait().map_err(|e| anyhow!("{e}"))?;
         forget(pid);
         self.child = None;
         Ok(status)

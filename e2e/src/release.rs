@@ -5,6 +5,7 @@
 //! too. Helpers read what the replicas report: their metrics (through each pod's address on the
 //! bridge) and their logs (the kubelet's files).
 
+use anyhow::anyhow;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 
+use crate::Result;
 use crate::cluster::{ControlPlane, KubectlOutput};
 use crate::node::Node;
 use crate::tools;
-use crate::{Error, Result};
 
 /// `helm install dbbind charts/dbbind --namespace dbbind`, as the README says.
 pub const RELEASE: &str = "dbbind";
@@ -104,13 +105,13 @@ impl Release {
         if output.success {
             return Ok(output.stdout);
         }
-        Err(Error::new(format!(
+        Err(anyhow!(
             "helm {}: {}\n{}\nkubelet:\n{}",
             args.join(" "),
             output.stderr,
             crate::workload::diagnose(plane, NAMESPACE),
             node.kubelet_log_tail(20)
-        )))
+        ))
     }
 
     /// `helm upgrade dbbind charts/dbbind --reuse-values --wait` with `more` values.
@@ -173,10 +174,10 @@ impl Release {
                 return Ok(replicas);
             }
             if started.elapsed() > Duration::from_secs(120) {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "{} of {count} dbbind replicas ready after 120 s",
                     replicas.len()
-                )));
+                ));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

@@ -1,6 +1,7 @@
 //! Finding the programs the harness runs: the control plane built by `scripts/k8s-tools`,
 //! Debian's etcd and PostgreSQL, and dbbind itself.
 
+use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -70,13 +71,9 @@ fn script_bin_dir(relative: &str) -> Result<PathBuf, Error> {
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| Error::new(format!("cannot run {}: {e}", script.display())))?;
+        .map_err(|e| anyhow!("cannot run {}: {e}", script.display()))?;
     if !output.status.success() {
-        return Err(Error::new(format!(
-            "{} failed ({})",
-            script.display(),
-            output.status
-        )));
+        return Err(anyhow!("{} failed ({})", script.display(), output.status));
     }
     let dir = String::from_utf8_lossy(&output.stdout)
         .trim()
@@ -90,7 +87,7 @@ fn script_bin_dir(relative: &str) -> Result<PathBuf, Error> {
 /// etcd from Debian's `etcd-server` package.
 pub fn etcd() -> Result<PathBuf, Error> {
     which("etcd").ok_or_else(|| {
-        Error::new("etcd not found: install Debian's etcd-server package (.ci/run does)")
+        anyhow!("etcd not found: install Debian's etcd-server package (.ci/run does)")
     })
 }
 
@@ -98,7 +95,7 @@ pub fn etcd() -> Result<PathBuf, Error> {
 pub fn postgres_bin_dir() -> Result<PathBuf, Error> {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map_err(|_| {
-            Error::new("PostgreSQL not found: install Debian's postgresql package (.ci/run does)")
+            anyhow!("PostgreSQL not found: install Debian's postgresql package (.ci/run does)")
         })?
         .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
         .filter(|bin| bin.join("initdb").exists())
@@ -106,7 +103,7 @@ pub fn postgres_bin_dir() -> Result<PathBuf, Error> {
     versions.sort();
     versions
         .pop()
-        .ok_or_else(|| Error::new("no PostgreSQL server under /usr/lib/postgresql"))
+        .ok_or_else(|| anyhow!("no PostgreSQL server under /usr/lib/postgresql"))
 }
 
 /// The dbbind binary of this checkout, built first so the suite never runs a stale one (under
@@ -137,9 +134,9 @@ fn dbbind_built(release: bool) -> Result<PathBuf, Error> {
         .arg("--manifest-path")
         .arg(repo_root().join("Cargo.toml"))
         .status()
-        .map_err(|e| Error::new(format!("cannot run cargo build: {e}")))?;
+        .map_err(|e| anyhow!("cannot run cargo build: {e}"))?;
     if !built.success() {
-        return Err(Error::new("cargo build --bin dbbind failed"));
+        return Err(anyhow!("cargo build --bin dbbind failed"));
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -150,10 +147,7 @@ fn dbbind_built(release: bool) -> Result<PathBuf, Error> {
     if binary.exists() {
         Ok(binary)
     } else {
-        Err(Error::new(format!(
-            "{} missing after cargo build",
-            binary.display()
-        )))
+        Err(anyhow!("{} missing after cargo build", binary.display()))
     }
 }
 
@@ -167,12 +161,9 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// A free loopback port (bound and released; the harness uses it right away).
 pub fn free_port() -> Result<u16, Error> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::new(format!("no free port: {e}")))?;
-    Ok(listener
-        .local_addr()
-        .map_err(|e| Error::new(e.to_string()))?
-        .port())
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| anyhow!("no free port: {e}"))?;
+    Ok(listener.local_addr().map_err(|e| anyhow!("{e}"))?.port())
 }
 
 /// The mount points at or under `dir`, from this process's mount table, deepest first.
@@ -199,30 +190,29 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
 pub fn chart_app_version() -> Result<String, Error> {
     let path = repo_root().join("charts/dbbind/Chart.yaml");
     let chart: serde_json::Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(&path)
-            .map_err(|e| Error::new(format!("{}: {e}", path.display())))?,
+        &std::fs::read_to_string(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?,
     )
-    .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     chart["appVersion"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| Error::new("charts/dbbind/Chart.yaml has no appVersion"))
+        .ok_or_else(|| anyhow!("charts/dbbind/Chart.yaml has no appVersion"))
 }
 
 /// Fails with what to do unless this process may open `needed` files (a flood of connections
 /// opened from the test process).
 pub fn enough_open_files(needed: usize) -> Result<(), Error> {
     let limits = std::fs::read_to_string("/proc/self/limits")
-        .map_err(|e| Error::new(format!("/proc/self/limits: {e}")))?;
+        .map_err(|e| anyhow!("/proc/self/limits: {e}"))?;
     let open_files: usize = limits
         .lines()
         .find_map(|line| line.strip_prefix("Max open files"))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     if open_files < needed {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "the flood needs {needed} open files; `ulimit -n` allows {open_files} (.ci/run raises it)"
-        )));
+        ));
     }
     Ok(())
 }

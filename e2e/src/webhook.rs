@@ -2,6 +2,7 @@
 //! server through the MutatingWebhookConfiguration that `webhook-config/` ships, its
 //! clientConfig switched to a URL (an API server cannot route a Service to a local process).
 
+use anyhow::anyhow;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -35,8 +36,8 @@ pub fn shipped_configuration(
 ) -> Result<String> {
     let file = repo_root().join("webhook-config").join(file);
     let text = std::fs::read_to_string(&file)?;
-    let mut config: serde_json::Value = serde_yaml_ng::from_str(&text)
-        .map_err(|e| Error::new(format!("{}: {e}", file.display())))?;
+    let mut config: serde_json::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
     for webhook in config["webhooks"].as_array_mut().into_iter().flatten() {
         let mut client_config =
             serde_json::json!({"url": format!("https://127.0.0.1:{port}{path}")});
@@ -45,7 +46,7 @@ pub fn shipped_configuration(
         }
         webhook["clientConfig"] = client_config;
     }
-    serde_json::to_string(&config).map_err(|e| Error::new(e.to_string()))
+    serde_json::to_string(&config).map_err(|e| anyhow!("{e}"))
 }
 
 /// A plain-HTTP GET on a dbbind admin port (`/metrics`, `/readyz`): (status, body).
@@ -59,7 +60,7 @@ pub fn admin_get(host: &str, port: u16, path: &str) -> Result<(u16, String)> {
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| Error::new(format!("bad response from {host}:{port}: {response}")))?;
+        .ok_or_else(|| anyhow!("bad response from {host}:{port}: {response}"))?;
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
@@ -74,7 +75,7 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| Error::new(format!("no VmRSS for process {pid}")))
+        .ok_or_else(|| anyhow!("no VmRSS for process {pid}"))
 }
 
 /// The flags of the suite's dbbind replicas.
@@ -120,10 +121,10 @@ impl Dbbind {
             .arg(&certs)
             .output()?;
         if !made.status.success() {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "dbbind certs failed: {}",
                 String::from_utf8_lossy(&made.stderr)
-            )));
+            ));
         }
         Dbbind::start_with_certificate_files(plane, binary, "dbbind", flags)
     }
@@ -191,10 +192,7 @@ impl Dbbind {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(30) {
-                return Err(Error::new(format!(
-                    "dbbind not ready:\n{}",
-                    self.process.log_tail(20)
-                )));
+                return Err(anyhow!("dbbind not ready:\n{}", self.process.log_tail(20)));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -205,7 +203,7 @@ impl Dbbind {
         let pid = self
             .process
             .pid()
-            .ok_or_else(|| Error::new("dbbind is not running"))?;
+            .ok_or_else(|| anyhow!("dbbind is not running"))?;
         rss_kib(pid)
     }
 
@@ -229,12 +227,12 @@ impl Dbbind {
             self.webhook_configuration()?,
             self.workloads_configuration()?,
         ] {
-            let applied = plane.kubectl_run(&["apply", "-f", "-"], Some(&config))?;
+            let applied = plane.kubectl_outcome(&["apply", "-f", "-"], Some(&config))?;
             if !applied.success {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "registering the webhook failed: {}",
                     applied.stderr
-                )));
+                ));
             }
         }
         Ok(())
@@ -261,7 +259,7 @@ impl Dbbind {
         metrics
             .lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .ok_or_else(|| Error::new(format!("no metric {name}")))
+            .ok_or_else(|| anyhow!("no metric {name}"))
     }
 
     /// `dbbind_secret_cache_objects`: the Secrets in the watch cache.
@@ -271,7 +269,7 @@ impl Dbbind {
             .lines()
             .find_map(|line| line.strip_prefix("dbbind_secret_cache_objects "))
             .and_then(|count| count.trim().parse().ok())
-            .ok_or_else(|| Error::new("no dbbind_secret_cache_objects in /metrics"))
+            .ok_or_else(|| anyhow!("no dbbind_secret_cache_objects in /metrics"))
     }
 
     pub fn log(&self) -> String {
@@ -299,14 +297,12 @@ pub async fn connect_verified(
     dbbind::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
-        let cert = cert.map_err(|e| Error::new(format!("CA PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| Error::new(format!("CA: {e}")))?;
+        let cert = cert.map_err(|e| anyhow!("CA PEM: {e}"))?;
+        roots.add(cert).map_err(|e| anyhow!("CA: {e}"))?;
     }
     let config = rustls::ClientConfig::builder_with_provider(dbbind::tls::crypto_provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(e.to_string()))?
+        .map_err(|e| anyhow!("{e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
@@ -335,27 +331,27 @@ pub async fn post_review(
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
-                .map_err(|e| Error::new(format!("HTTP handshake: {e}")))?;
+                .map_err(|e| anyhow!("HTTP handshake: {e}"))?;
         tokio::spawn(connection);
         let request = hyper::Request::post("/mutate")
             .header("host", format!("127.0.0.1:{port}"))
             .header("content-type", "application/json")
             .body(Full::new(bytes::Bytes::from(serde_json::to_vec(review)?)))
-            .map_err(|e| Error::new(e.to_string()))?;
+            .map_err(|e| anyhow!("{e}"))?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| Error::new(format!("request: {e}")))?;
+            .map_err(|e| anyhow!("request: {e}"))?;
         let status = response.status().as_u16();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| Error::new(format!("response body: {e}")))?
+            .map_err(|e| anyhow!("response body: {e}"))?
             .to_bytes();
         Ok::<_, Error>((status, serde_json::from_slice(&body)?))
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .map_err(|_| Error::new(format!("no answer from port {port} within 10 s")))?
+        .map_err(|_| anyhow!("no answer from port {port} within 10 s"))?
 }

@@ -3,6 +3,7 @@
 //! the pod Running, a container's waiting reason, a line in its log, the connections
 //! PostgreSQL sees.
 
+use anyhow::anyhow;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -10,12 +11,12 @@ use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
 
+use crate::Result;
 use crate::app::{self, Mode, Way};
 use crate::cluster::ControlPlane;
 use crate::image::APP_IMAGE;
 use crate::node::Node;
 use crate::postgres::Postgres;
-use crate::{Error, Result};
 
 /// How long a pod may take to be scheduled and started: images are local, so this is the
 /// kubelet's sync period with room for a loaded machine.
@@ -87,9 +88,9 @@ pub async fn wait_for_pod(client: &kube::Client, namespace: &str, label: &str) -
             return Ok(pod);
         }
         if started.elapsed() > Duration::from_secs(60) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "no pod app={label} in {namespace} after 60s (check the ReplicaSet's events)"
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -99,7 +100,7 @@ pub async fn wait_for_pod(client: &kube::Client, namespace: &str, label: &str) -
 pub fn diagnose(plane: &ControlPlane, namespace: &str) -> String {
     let show = |args: &[&str]| {
         plane
-            .kubectl_run(args, None)
+            .kubectl_outcome(args, None)
             .map(|o| format!("{}{}", o.stdout, o.stderr))
             .unwrap_or_default()
     };
@@ -179,13 +180,13 @@ pub async fn wait_running(
                     )
                 })
                 .collect();
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "pod {namespace}/{name} is {phase}, not Running: {:?}\n{}\nkubelet:\n{}\n{}",
                 waiting(&pod),
                 logs.join("\n"),
                 node.kubelet_log_tail(15),
                 diagnose(plane, namespace)
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -212,10 +213,10 @@ pub async fn wait_waiting(
             return Ok(message.clone());
         }
         if started.elapsed() > START_TIMEOUT {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "container {container} of {namespace}/{name} never waited for {reason}; its states: {states:?}, status: {:?}",
                 pod.status.and_then(|s| s.phase)
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -248,9 +249,9 @@ pub async fn wait_for_log_times(
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(30) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "container {container} never logged {text:?} {times} times:\n{log}"
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -308,10 +309,14 @@ pub async fn wait_for_connections(
                 if (got.user.as_str(), got.database.as_str())
                     != (want.user.as_str(), want.database.as_str())
                 {
-                    return Err(Error::new(format!(
+                    return Err(anyhow!(
                         "{}: PostgreSQL saw {} on {}, expected {} on {}",
-                        want.label, got.user, got.database, want.user, want.database
-                    )));
+                        want.label,
+                        got.user,
+                        got.database,
+                        want.user,
+                        want.database
+                    ));
                 }
             }
             return Ok(seen);
@@ -323,10 +328,10 @@ pub async fn wait_for_connections(
                 .filter(|(_, f)| f.is_none())
                 .map(|(want, _)| want.label.as_str())
                 .collect();
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "PostgreSQL never saw {missing:?}; it saw:\n{rows}\nthe app's log:\n{}",
                 log()
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

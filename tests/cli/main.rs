@@ -2,8 +2,7 @@
 //! `profiles`, the secret-value canary on stdout/stderr, and the README kept in step.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../core/tests/support/mod.rs"]
-mod support;
+use dbbind_test_support as support;
 
 mod canary;
 mod docs;

@@ -3,8 +3,7 @@
 //! cache against a fake API server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../core/tests/support/mod.rs"]
-mod support;
+use dbbind_test_support as support;
 
 mod cache;
 mod events;

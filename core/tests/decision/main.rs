@@ -2,8 +2,7 @@
 //! idempotency, the secret-value canary and property tests of annotation parsing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../support/mod.rs"]
-mod support;
+use dbbind_test_support as support;
 
 mod bad_inputs;
 mod canary;

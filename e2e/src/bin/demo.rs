@@ -8,10 +8,11 @@
 //!   cargo run -p dbbind-e2e --bin demo -- --keep        and keep it running (Ctrl-C ends it)
 //!   cargo run -p dbbind-e2e --bin demo -- --only cnpg   only these examples (comma separated)
 
+use anyhow::anyhow;
 use std::process::ExitCode;
 
+use dbbind_e2e::Result;
 use dbbind_e2e::scenarios::{self, Environment, SCENARIOS};
-use dbbind_e2e::{Error, Result};
 use serde_json::json;
 
 /// What a user sees at `kubectl apply` of a Deployment with a typo in its template, and of one
@@ -51,16 +52,16 @@ fn feedback(environment: &Environment) -> Result<()> {
         println!("{what}: $ kubectl apply -n {namespace} -f deployment.yaml");
         let output = environment
             .plane
-            .kubectl_run(&["apply", "-n", namespace, "-f", "-"], Some(&manifest))?;
+            .kubectl_outcome(&["apply", "-n", namespace, "-f", "-"], Some(&manifest))?;
         // kubectl prints warnings (stderr) before the result (stdout).
         for line in output.stderr.lines().chain(output.stdout.lines()) {
             println!("  {line}");
         }
         if output.success != accepted {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "{what}: kubectl apply succeeded: {}",
                 output.success
-            )));
+            ));
         }
     }
     // The accepted Deployment's pods are warned too; the warning shows on their ReplicaSet.
@@ -82,7 +83,7 @@ fn feedback(environment: &Environment) -> Result<()> {
             break;
         }
         if started.elapsed() > std::time::Duration::from_secs(30) {
-            return Err(Error::new("no BindingWarning Event on the ReplicaSet"));
+            return Err(anyhow!("no BindingWarning Event on the ReplicaSet"));
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }

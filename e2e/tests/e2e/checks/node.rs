@@ -1,12 +1,13 @@
 //! Checks on the real node: what the kubelet does with what dbbind injected, seen from inside
 //! the container and from PostgreSQL.
 
+use anyhow::anyhow;
 use std::time::Duration;
 
+use dbbind_e2e::Result;
 use dbbind_e2e::app::{self, EVERY_DRIVER, EVERY_SET, Way};
 use dbbind_e2e::scenarios::{self, Environment, SHARED_ADDRESS};
 use dbbind_e2e::workload::{self, Expected};
-use dbbind_e2e::{Error, Result};
 use serde_json::{Value, json};
 
 use super::{apply_secret, kubectl};
@@ -105,15 +106,15 @@ pub async fn secret_later(environment: &mut Environment) -> Result<()> {
     )
     .await?;
     if !warnings.contains("Secret \"late-db\" not found") {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "kubectl apply did not warn of the missing Secret: {warnings}"
-        )));
+        ));
     }
     let client = environment.plane.client().await?;
     let config_error = "CreateContainerConfigError";
     let message = workload::wait_waiting(&client, namespace, &pod, "app", config_error).await?;
     if !message.contains("secret \"late-db\" not found") {
-        return Err(Error::new(format!("the kubelet said: {message}")));
+        return Err(anyhow!("the kubelet said: {message}"));
     }
 
     // The Secret arrives without the password: the kubelet names the key it lacks.
@@ -136,18 +137,18 @@ pub async fn secret_later(environment: &mut Environment) -> Result<()> {
             break;
         }
         if started.elapsed() > Duration::from_secs(60) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "the kubelet never named the missing key; it says: {message}"
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let shown = kubectl(environment, &["get", "pod", &pod, "-n", namespace], "")?;
     if !shown.stdout.contains(config_error) {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "kubectl get pod does not show {config_error}:\n{}",
             shown.stdout
-        )));
+        ));
     }
 
     kubectl(
@@ -219,18 +220,16 @@ pub async fn every_driver(environment: &mut Environment) -> Result<()> {
         )
         .await?;
         if !warnings.contains("composed without the password") || warnings.contains(password) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "kubectl apply did not warn of the composed URL (or showed the password): {warnings}"
-            )));
+            ));
         }
         pods.push(pod);
     }
     for ((app, user, _, shown), pod) in runs.into_iter().zip(&pods) {
         let log = connected(environment, namespace, app, pod, &EVERY_DRIVER, (user, app)).await?;
         if log.contains(shown) {
-            return Err(Error::new(format!(
-                "{app}: the app's log shows the password"
-            )));
+            return Err(anyhow!("{app}: the app's log shows the password"));
         }
     }
     Ok(())
@@ -280,11 +279,11 @@ pub async fn file_modes(environment: &mut Environment) -> Result<()> {
         let password = files
             .iter()
             .find(|line| line.ends_with("/bindings/db/password"))
-            .ok_or_else(|| Error::new(format!("{name}: no password file listed:\n{log}")))?;
+            .ok_or_else(|| anyhow!("{name}: no password file listed:\n{log}"))?;
         if !password.starts_with(mode) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "{name}: the password file is {password:?}, expected {mode}"
-            )));
+            ));
         }
     }
     Ok(())
@@ -320,9 +319,9 @@ pub async fn endpoint_role(environment: &mut Environment) -> Result<()> {
     .await?;
     let (variables, _) = app::received(&log);
     if !variables.iter().any(|v| v == "POSTGRES_HOST=pg-main-ro") {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "the app did not see the ro Service as its host: {variables:?}"
-        )));
+        ));
     }
     Ok(())
 }
@@ -377,7 +376,7 @@ pub async fn tls_to_the_database(environment: &mut Environment) -> Result<()> {
     let now = time::OffsetDateTime::now_utc();
     let wrong =
         dbbind::tls::generate::new_ca("not the database's CA", Duration::from_secs(3600), now)
-            .map_err(|e| Error::new(e.to_string()))?;
+            .map_err(|e| anyhow!("{e}"))?;
     let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
     let login = |name: &str, user: &str, database: &str, labels: Value| {
         json!({"apiVersion": "v1", "kind": "Secret",
@@ -471,10 +470,7 @@ pub async fn tls_to_the_database(environment: &mut Environment) -> Result<()> {
         )
         .await?;
         if warnings.contains("fsGroup") {
-            return Err(Error::new(format!(
-                "{}: unexpected warning: {warnings}",
-                run.name
-            )));
+            return Err(anyhow!("{}: unexpected warning: {warnings}", run.name));
         }
         pods.push(pod);
     }
@@ -482,35 +478,36 @@ pub async fn tls_to_the_database(environment: &mut Environment) -> Result<()> {
         let (log, seen) = seen(environment, namespace, run.name, pod, run.kinds, run.login).await?;
         for (kind, seen) in run.kinds.iter().zip(&seen) {
             if !seen.tls {
-                return Err(Error::new(format!("{}: {kind} did not use TLS", run.name)));
+                return Err(anyhow!("{}: {kind} did not use TLS", run.name));
             }
             let with_cert = run.name == "client-cert";
             if with_cert != seen.client_dn.contains("CN=cert_user") {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "{}: {kind} presented client certificate {:?}",
-                    run.name, seen.client_dn
-                )));
+                    run.name,
+                    seen.client_dn
+                ));
             }
         }
         let (variables, files) = app::received(&log);
         if !variables.iter().any(|v| v.ends_with("SSLMODE=verify-full")) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "{}: sslmode is not verify-full: {variables:?}",
                 run.name
-            )));
+            ));
         }
         // The CNPG CA Secret's private key never reaches the pod.
         if files.iter().any(|f| f.contains("ca.key")) || log.contains("PRIVATE KEY STAYS") {
-            return Err(Error::new(format!("{}: ca.key reached the pod", run.name)));
+            return Err(anyhow!("{}: ca.key reached the pod", run.name));
         }
         if run.name == "client-cert" {
             let key = files
                 .iter()
                 .find(|f| f.ends_with("/bindings/db/tls.key"))
-                .ok_or_else(|| Error::new(format!("no tls.key listed:\n{log}")))?;
+                .ok_or_else(|| anyhow!("no tls.key listed:\n{log}"))?;
             // 0600 under fsGroup: the kubelet gives the group read, root keeps it.
             if !key.starts_with("-rw-r----- 0:2000") {
-                return Err(Error::new(format!("tls.key is {key:?}")));
+                return Err(anyhow!("tls.key is {key:?}"));
             }
         }
     }
@@ -547,9 +544,9 @@ pub async fn tls_to_the_database(environment: &mut Environment) -> Result<()> {
     )
     .await?;
     if !warnings.contains("set spec.securityContext.fsGroup") {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "kubectl apply did not say to set fsGroup: {warnings}"
-        )));
+        ));
     }
     let client = environment.plane.client().await?;
     workload::wait_running(&environment.plane, node, &client, namespace, &pod).await?;

@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: fixtures, pods, patches.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Helpers shared by the integration tests of dbbind-core and dbbind (fixtures, pods,
+//! patches): a crate of its own, a dev-dependency only, so each test binary uses what it needs
+//! and nothing is compiled twice under `#[path]`.
+// Test helpers fail loudly: a fixture that does not parse is a broken test, not a case.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

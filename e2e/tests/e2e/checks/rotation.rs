@@ -11,14 +11,15 @@
 //!   connects with it;
 //! - the opted-in Job keeps its pod and gets a `RotationNotRestartable` Event instead.
 
+use anyhow::anyhow;
 use std::time::{Duration, Instant};
 
+use dbbind_e2e::Result;
 use dbbind_e2e::app::{self, Mode, Way};
 use dbbind_e2e::postgres::Account;
 use dbbind_e2e::release::Release;
 use dbbind_e2e::scenarios::{self, Environment, SHARED_ADDRESS};
 use dbbind_e2e::workload;
-use dbbind_e2e::{Error, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -52,7 +53,7 @@ pub async fn restart_on_rotation(environment: &mut Environment) -> Result<()> {
     check(environment).await?;
     let logs = Release::logs(&environment.node);
     if logs.contains(OLD_PASSWORD) || logs.contains(NEW_PASSWORD) {
-        return Err(Error::new("a dbbind replica logged a password"));
+        return Err(anyhow!("a dbbind replica logged a password"));
     }
     Ok(())
 }
@@ -95,9 +96,9 @@ async fn check(environment: &mut Environment) -> Result<()> {
     let job_pod = apply_job(environment).await?;
     let (files_pod, files_warnings) = apply_files_app(environment).await?;
     if !files_warnings.contains("binds by files only") {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "kubectl apply did not say a files-only binding needs no restart: {files_warnings}"
-        )));
+        ));
     }
     for (app, pod) in [("rolled", &rolled_pod), ("kept", &kept_pod)] {
         connected(environment, NAMESPACE, app, pod, &["postgres"], login).await?;
@@ -154,11 +155,11 @@ async fn check(environment: &mut Environment) -> Result<()> {
             break;
         }
         if started.elapsed() > Duration::from_secs(120) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "the opted-in Deployment was not rolled onto the new password within 120 s: pods {names:?}, new connections {fresh}\n{}\ndbbind's replicas:\n{}",
                 workload::diagnose(&environment.plane, NAMESPACE),
                 Release::logs(&environment.node)
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -170,8 +171,8 @@ async fn check(environment: &mut Environment) -> Result<()> {
         .and_then(|metadata| metadata.annotations.as_ref())
         .and_then(|annotations| annotations.get("dbbind.io/restartedAt").cloned());
     if restarted_at.is_none() {
-        return Err(Error::new(
-            "the rolled Deployment has no dbbind.io/restartedAt",
+        return Err(anyhow!(
+            "the rolled Deployment has no dbbind.io/restartedAt"
         ));
     }
 
@@ -184,10 +185,10 @@ async fn check(environment: &mut Environment) -> Result<()> {
         .contains("PASSWORD FILE CHANGED")
     {
         if started.elapsed() > Duration::from_secs(150) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "the files-only pod never saw the new password file:\n{}",
                 environment.node.container_log(NAMESPACE, &files_pod, "app")
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -219,20 +220,18 @@ async fn check(environment: &mut Environment) -> Result<()> {
             .map(|status| status.restart_count)
             .sum();
         if now.metadata.deletion_timestamp.is_some() || restarts != 0 {
-            return Err(Error::new(format!(
-                "{app}'s pod was restarted or is being deleted"
-            )));
+            return Err(anyhow!("{app}'s pod was restarted or is being deleted"));
         }
     }
     let kept = deployments.get("kept").await?;
     if generation(&kept) != kept_generation {
-        return Err(Error::new("the Deployment that did not opt in was changed"));
+        return Err(anyhow!("the Deployment that did not opt in was changed"));
     }
     if generation(&deployments.get("rolled").await?) != rolled_generation + 1 {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "the rolled Deployment's generation went from {rolled_generation} to {}: not exactly one rollout",
             generation(&deployments.get("rolled").await?)
-        )));
+        ));
     }
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), NAMESPACE);
     let rolled_sets = replica_sets
@@ -241,9 +240,9 @@ async fn check(environment: &mut Environment) -> Result<()> {
         .items
         .len();
     if rolled_sets != 2 {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "{rolled_sets} ReplicaSets for the rolled Deployment, not 2"
-        )));
+        ));
     }
     let replicas = Release::replicas(&client).await?;
     let mut rollouts = 0;
@@ -253,9 +252,9 @@ async fn check(environment: &mut Environment) -> Result<()> {
         seen.push(replica.metric_sum("dbbind_rotations_seen_total ")?);
     }
     if rollouts != 1 || seen.len() != 2 || seen.contains(&0) {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "{rollouts} rollouts across the two replicas (rotations seen: {seen:?}); expected one rollout, both replicas seeing the rotation"
-        )));
+        ));
     }
     let events_of = |reason: &str| -> Result<Vec<serde_json::Value>> {
         let selector = format!("reason={reason}");
@@ -281,9 +280,9 @@ async fn check(environment: &mut Environment) -> Result<()> {
         || not_restartable[0]["involvedObject"]["kind"] != "Job"
         || not_restartable[0]["involvedObject"]["name"] != "job"
     {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "expected one RotationNotRestartable Event, on the Job: {not_restartable:?}"
-        )));
+        ));
     }
     let items = events_of("SecretRotated")?;
     let about_rolled = items
@@ -296,9 +295,9 @@ async fn check(environment: &mut Environment) -> Result<()> {
             .is_some_and(|message| message.contains("Secret rotating-db changed"))
     });
     if about_rolled != 1 || items.len() != 1 || !names_the_secret {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "expected one SecretRotated Event, on the rolled Deployment, naming the Secret: {items:?}"
-        )));
+        ));
     }
     Ok(())
 }

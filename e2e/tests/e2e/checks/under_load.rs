@@ -3,12 +3,13 @@
 //! each run against the chart's replicas under a steady stream of annotated pod creates through
 //! the API server, none of which may fail.
 
+use anyhow::anyhow;
 use std::time::{Duration, Instant};
 
+use dbbind_e2e::Result;
 use dbbind_e2e::load::{self, CreateStream, Failure, Tally};
 use dbbind_e2e::release::{self, Release, Replica};
 use dbbind_e2e::scenarios::{self, Environment};
-use dbbind_e2e::{Error, Result};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 
@@ -65,7 +66,7 @@ where
         .iter()
         .partition(|failure| (expect.excused)(failure));
     if !failed.is_empty() {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "{name}: {} of {} pod creates failed ({what}): {}",
             failed.len(),
             tally.created + tally.failed.len(),
@@ -74,23 +75,23 @@ where
                 .map(|f| f.message.as_str())
                 .collect::<Vec<_>>()
                 .join("; ")
-        )));
+        ));
     }
     for failure in excused {
         eprintln!("{name}: excused: {}", failure.message);
     }
     if expect.bound && tally.bound != tally.created {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "{name}: {} of {} pods created unbound",
             tally.created - tally.bound,
             tally.created
-        )));
+        ));
     }
     if tally.created < RATE as usize * 5 {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "{name}: only {} creates: the stream did not keep its rate",
             tally.created
-        )));
+        ));
     }
     Ok(tally)
 }
@@ -144,7 +145,7 @@ pub async fn upgrade(environment: &mut Environment) -> Result<()> {
                 .clone()
                 .unwrap_or_default();
             if !image.ends_with(dbbind_e2e::image::DBBIND_NEXT_TAG_SUFFIX) {
-                return Err(Error::new(format!("{} still runs {image}", replica.name)));
+                return Err(anyhow!("{} still runs {image}", replica.name));
             }
         }
         Ok(format!(
@@ -155,8 +156,8 @@ pub async fn upgrade(environment: &mut Environment) -> Result<()> {
     .await?;
     helm_test_binds(environment, "after the upgrade")?;
     if certificates(environment)? != before {
-        return Err(Error::new(
-            "the upgrade changed the certificate Secret or a caBundle",
+        return Err(anyhow!(
+            "the upgrade changed the certificate Secret or a caBundle"
         ));
     }
 
@@ -206,10 +207,10 @@ async fn replaced(environment: &Environment, gone: &Replica) -> Result<()> {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(120) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "no replacement for {} within 120 s: {replicas:?}",
                 gone.name
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -268,7 +269,7 @@ pub async fn killed_process(environment: &mut Environment) -> Result<()> {
             .status()?;
         let killed_at = Instant::now();
         if !killed.success() {
-            return Err(Error::new(format!("cannot kill process {pid}")));
+            return Err(anyhow!("cannot kill process {pid}"));
         }
         // Until the endpoint is not ready, the API server may still dial the dead address.
         let not_ready_at = loop {
@@ -276,10 +277,10 @@ pub async fn killed_process(environment: &mut Environment) -> Result<()> {
                 break Instant::now();
             }
             if killed_at.elapsed() > Duration::from_secs(30) {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "{}'s endpoint still ready 30 s after its process was killed",
                     victim.name
-                )));
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
@@ -293,10 +294,10 @@ pub async fn killed_process(environment: &mut Environment) -> Result<()> {
                 break;
             }
             if killed_at.elapsed() > Duration::from_secs(120) {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "{}'s container was not restarted and ready within 120 s",
                     victim.name
-                )));
+                ));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -322,7 +323,7 @@ pub async fn eviction(environment: &mut Environment) -> Result<()> {
         let evict = |pod: &str| {
             let body = serde_json::json!({"apiVersion": "policy/v1", "kind": "Eviction",
                 "metadata": {"name": pod, "namespace": release::NAMESPACE}});
-            environment.plane.kubectl_run(
+            environment.plane.kubectl_outcome(
                 &[
                     "create",
                     "--raw",
@@ -338,17 +339,17 @@ pub async fn eviction(environment: &mut Environment) -> Result<()> {
         };
         let first = evict(&replicas[0].name)?;
         if !first.success {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "the first eviction was refused: {}",
                 first.stderr
-            )));
+            ));
         }
         let second = evict(&replicas[1].name)?;
         if second.success || !second.stderr.contains("disruption budget") {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "the second eviction was not refused by the PodDisruptionBudget: {}{}",
                 second.stdout, second.stderr
-            )));
+            ));
         }
         let started = Instant::now();
         replaced(environment, &replicas[0]).await?;
@@ -448,16 +449,18 @@ pub async fn uninstall(environment: &mut Environment) -> Result<()> {
     )
     .await?;
     if tally.bound == 0 {
-        return Err(Error::new("no pod was bound before the uninstall"));
+        return Err(anyhow!("no pod was bound before the uninstall"));
     }
     for (kind, name) in [
         ("mutatingwebhookconfiguration", "dbbind"),
         ("validatingwebhookconfiguration", "dbbind-workloads"),
         ("clusterrole", "dbbind-unregister"),
     ] {
-        let left = environment.plane.kubectl_run(&["get", kind, name], None)?;
+        let left = environment
+            .plane
+            .kubectl_outcome(&["get", kind, name], None)?;
         if left.success {
-            return Err(Error::new(format!("{kind} {name} is left after uninstall")));
+            return Err(anyhow!("{kind} {name} is left after uninstall"));
         }
     }
     // What the README lists as remaining: the certificate Secret dbbind made, the Lease of
@@ -478,9 +481,9 @@ pub async fn uninstall(environment: &mut Environment) -> Result<()> {
         "`dbbind.io/restartedAt`",
     ] {
         if !readme.contains(remaining) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "README does not list {remaining} among what an uninstall leaves"
-            )));
+            ));
         }
     }
     Ok(())

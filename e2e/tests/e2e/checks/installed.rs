@@ -2,12 +2,13 @@
 //! serving through their Service, checked where a platform team would look. Their worst
 //! minutes are in `under_load`.
 
+use anyhow::anyhow;
 use std::time::{Duration, Instant};
 
+use dbbind_e2e::Result;
 use dbbind_e2e::network::KUBERNETES_SERVICE_IP;
 use dbbind_e2e::release::{self, Release, Replica};
 use dbbind_e2e::scenarios::{self, Environment};
-use dbbind_e2e::{Error, Result};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde_json::Value;
@@ -38,19 +39,21 @@ pub async fn serves_from_its_own_pods(environment: &mut Environment) -> Result<(
         let pod = pods.get(&replica.name).await?;
         let spec = pod.spec.clone().unwrap_or_default();
         if spec.host_network == Some(true) || !replica.ip.starts_with(&subnet) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "{} is not on the pod network ({}): {}",
-                replica.name, environment.network.subnet, replica.ip
-            )));
+                replica.name,
+                environment.network.subnet,
+                replica.ip
+            ));
         }
         let pid = container_pid(environment, &pod)?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
         if cmdline != b"/dbbind\0serve\0" {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "{}'s process is not the image's /dbbind serve: {:?}",
                 replica.name,
                 String::from_utf8_lossy(&cmdline)
-            )));
+            ));
         }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         for id in ["Uid:", "Gid:"] {
@@ -60,10 +63,10 @@ pub async fn serves_from_its_own_pods(environment: &mut Environment) -> Result<(
                 .map(|line| line.split_whitespace().skip(1).collect())
                 .unwrap_or_default();
             if ids != ["65532"; 4] {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "{} runs with {id} {ids:?}, not 65532",
                     replica.name
-                )));
+                ));
             }
         }
         let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
@@ -73,10 +76,10 @@ pub async fn serves_from_its_own_pods(environment: &mut Environment) -> Result<(
             .and_then(|line| line.split_whitespace().nth(5))
             .unwrap_or_default();
         if !root.split(',').any(|option| option == "ro") {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "{}'s root filesystem is mounted {root:?}, not read-only",
                 replica.name
-            )));
+            ));
         }
     }
 
@@ -90,10 +93,10 @@ pub async fn serves_from_its_own_pods(environment: &mut Environment) -> Result<(
         || !secret["metadata"]["annotations"]["meta.helm.sh/release-name"].is_null()
         || bundle.is_empty()
     {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "the certificate Secret was not made by dbbind's pods: {}",
             secret["metadata"]
-        )));
+        ));
     }
     for (kind, name) in [
         ("mutatingwebhookconfiguration", "dbbind"),
@@ -108,10 +111,10 @@ pub async fn serves_from_its_own_pods(environment: &mut Environment) -> Result<(
                 || !client_config["url"].is_null()
                 || client_config["caBundle"] != bundle
             {
-                return Err(Error::new(format!(
+                return Err(anyhow!(
                     "{kind} {name}'s {} is not registered by Service with the pods' CA: {client_config}",
                     webhook["name"]
-                )));
+                ));
             }
         }
     }
@@ -122,9 +125,9 @@ pub async fn serves_from_its_own_pods(environment: &mut Environment) -> Result<(
     let mut ips: Vec<String> = replicas.iter().map(|r| r.ip.clone()).collect();
     ips.sort();
     if addresses != ips {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "the Service's ready endpoints {addresses:?} are not the replicas {ips:?}"
-        )));
+        ));
     }
 
     // Nothing is routed to a ClusterIP here: a connection to one fails at once on the machine.
@@ -143,10 +146,10 @@ pub async fn serves_from_its_own_pods(environment: &mut Environment) -> Result<(
         let failed_at_once =
             matches!(&connected, Ok(Err(error)) if error.raw_os_error() == Some(113));
         if !failed_at_once || started.elapsed() > Duration::from_secs(1) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "a connection to ClusterIP {address}:443 did not fail at once with no route to host: {connected:?} after {:?}",
                 started.elapsed()
-            )));
+            ));
         }
     }
 
@@ -164,9 +167,9 @@ pub(super) fn helm_test_binds(environment: &Environment, when: &str) -> Result<(
     if tested.contains("dbbind bound a Pod") {
         Ok(())
     } else {
-        Err(Error::new(format!(
+        Err(anyhow!(
             "helm test {when} did not report a binding:\n{tested}"
-        )))
+        ))
     }
 }
 
@@ -178,7 +181,7 @@ pub(super) fn container_pid(environment: &Environment, pod: &Pod) -> Result<u32>
         .and_then(|status| status.container_statuses.as_ref())
         .and_then(|statuses| statuses.iter().find(|c| c.name == release::CONTAINER))
         .and_then(|status| status.container_id.clone())
-        .ok_or_else(|| Error::new("the dbbind container has no id yet"))?;
+        .ok_or_else(|| anyhow!("the dbbind container has no id yet"))?;
     environment
         .node
         .container_pid(id.trim_start_matches("containerd://"))
@@ -283,7 +286,7 @@ pub(super) async fn gitops_apply_changes_nothing(
         &values_file.path().display().to_string(),
     ])?;
     if !rendered.success {
-        return Err(Error::new(format!("helm template: {}", rendered.stderr)));
+        return Err(anyhow!("helm template: {}", rendered.stderr));
     }
     // Not the Deployment's generation: kubectl's last-applied annotation alone bumps it.
     let client = environment.plane.client().await?;
@@ -295,15 +298,15 @@ pub(super) async fn gitops_apply_changes_nothing(
     )?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     if certificates(environment)? != before {
-        return Err(Error::new(
-            "kubectl apply of the rendered release changed the certificates or a caBundle",
+        return Err(anyhow!(
+            "kubectl apply of the rendered release changed the certificates or a caBundle"
         ));
     }
     let pods_after = names(&Release::replicas(&client).await?);
     if pods_after != pods_before {
-        return Err(Error::new(format!(
+        return Err(anyhow!(
             "kubectl apply of the rendered release rolled dbbind: {pods_before:?} -> {pods_after:?}"
-        )));
+        ));
     }
     for rendered_object in dbbind_e2e::yaml_documents(&rendered.stdout)? {
         let kind = rendered_object["kind"].as_str().unwrap_or_default();
@@ -316,9 +319,9 @@ pub(super) async fn gitops_apply_changes_nothing(
         }
         let live = object(environment, &args)?;
         if let Some(path) = first_difference(&rendered_object, &live, String::new()) {
-            return Err(Error::new(format!(
+            return Err(anyhow!(
                 "{kind} {name}: live {path} is not what the chart renders"
-            )));
+            ));
         }
     }
     Ok(())
