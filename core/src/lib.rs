@@ -8,11 +8,12 @@
 //! the Secret cache, TLS and the command line are plumbing around it, in the `dbbind` crate.
 //!
 //! Modules, leaves first: [`keys`] (the annotation and label keys), [`names`] (Kubernetes name
-//! rules), [`message`] (what the user reads), [`field`] (the connection fields),
-//! [`env_set`] (the variable name sets and every variable name), [`kind`] (the kinds that
-//! carry a pod), [`secret`], [`profile`],
-//! [`binding`], [`rotation`] (restart on credential rotation), [`patch`], [`decision`],
-//! [`admission`], [`workload`], [`manifest`]. Each imports only modules before it in this list.
+//! rules), [`message`] (what the user reads), [`field`] (the connection fields), [`env_set`]
+//! (the variable name sets and every variable name), [`kind`] (the kinds that carry a pod),
+//! [`secret`], [`profile`], [`binding`], [`rotation`] (restart on credential rotation),
+//! [`patch`], [`decision`], [`rules`] (every rule a pod goes through, in order),
+//! [`admission`], [`workload`], [`manifest`]. Each imports only modules before it in this
+//! list.
 
 pub mod admission;
 pub mod binding;
@@ -27,5 +28,6 @@ pub(crate) mod names;
 pub(crate) mod patch;
 pub mod profile;
 pub mod rotation;
+pub mod rules;
 pub mod secret;
 pub mod workload;

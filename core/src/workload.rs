@@ -8,11 +8,11 @@ use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, Operation};
 use serde_json::{Value, json};
 
-use crate::admission::{RotationRestarts, SecretProblems, decide};
 use crate::decision::Decision;
 use crate::kind::WorkloadKind;
 use crate::message::Denial;
 use crate::profile::ProfileSet;
+use crate::rules::{RotationRestarts, SecretProblems, decide};
 use crate::secret::SecretLookup;
 
 /// Checks the pod template of a workload being created or updated: the decision its Pods will

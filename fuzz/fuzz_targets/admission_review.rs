@@ -3,7 +3,8 @@
 //! mutate patch must apply to its own pod and be complete (its reinvocation adds nothing).
 #![no_main]
 
-use dbbind_core::admission::{self, RotationRestarts};
+use dbbind_core::admission;
+use dbbind_core::rules::RotationRestarts;
 use dbbind_core::workload;
 use dbbind_fuzz::{check_patch, profiles, secrets};
 use kube_core::DynamicObject;

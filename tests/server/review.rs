@@ -2,7 +2,8 @@
 //! of the response the server builds from the decision.
 
 use dbbind::server::response::admission_response;
-use dbbind_core::admission::{RotationRestarts, review};
+use dbbind_core::admission::review;
+use dbbind_core::rules::RotationRestarts;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};

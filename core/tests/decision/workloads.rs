@@ -1,9 +1,9 @@
 //! The check of a workload's pod template when it is applied (docs/design.md §7): the Pod's
 //! decision, with what depends on the Secret's current state as warnings, and never a patch.
 
-use dbbind_core::admission::RotationRestarts;
 use dbbind_core::decision::Decision;
 use dbbind_core::kind::WorkloadKind;
+use dbbind_core::rules::RotationRestarts;
 use dbbind_core::workload::review;
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionReview};
