@@ -336,3 +336,77 @@ pub async fn wait_for_connections(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The pod as sent, as far as dbbind could have changed it: no annotation dbbind writes, no
+/// variable in any container or init container (the test pods define none), no dbbind volume
+/// or mount.
+pub fn untouched(pod: &Value) -> Result<()> {
+    let annotations = pod["metadata"]["annotations"].as_object();
+    let written = annotations
+        .into_iter()
+        .flatten()
+        .any(|(key, _)| dbbind_core::keys::is_written_by_dbbind(key));
+    let is_dbbind = |item: &Value| {
+        item["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("dbbind"))
+    };
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten());
+    let mut changed = written
+        || pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(is_dbbind);
+    for container in containers {
+        let mounts = container["volumeMounts"].as_array().into_iter().flatten();
+        changed |= container.get("env").is_some()
+            || container.get("envFrom").is_some()
+            || mounts.into_iter().any(is_dbbind);
+    }
+    if changed {
+        return Err(anyhow!("the pod was changed: {pod}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent() -> Value {
+        json!({
+            "metadata": {"annotations": {"dbbind.io/secret": "db", "team": "shop"}},
+            "spec": {
+                "initContainers": [{"name": "migrate", "image": "app"}],
+                "containers": [{"name": "app", "image": "app",
+                    "volumeMounts": [{"name": "kube-api-access-x", "mountPath": "/var/run"}]}],
+                "volumes": [{"name": "kube-api-access-x"}],
+            },
+        })
+    }
+
+    #[test]
+    fn a_pod_as_sent_is_untouched_and_any_trace_of_dbbind_is_not() {
+        untouched(&sent()).unwrap();
+        let mut status = sent();
+        status["metadata"]["annotations"]["dbbind.io/status"] = json!("injected");
+        let mut init_env = sent();
+        init_env["spec"]["initContainers"][0]["env"] = json!([{"name": "PGHOST", "value": "h"}]);
+        let mut second = sent();
+        second["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "sidecar", "envFrom": [{"secretRef": {"name": "db"}}]}));
+        let mut volume = sent();
+        volume["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "dbbind-db"}));
+        for changed in [status, init_env, second, volume] {
+            assert!(untouched(&changed).is_err(), "{changed}");
+        }
+    }
+}

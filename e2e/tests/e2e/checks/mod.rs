@@ -183,39 +183,9 @@ fn get_pod(environment: &Environment, namespace: &str, name: &str) -> Result<Val
     serde_json::from_str(&output.stdout).map_err(|e| anyhow!("{e}"))
 }
 
-/// The pod as sent, as far as dbbind could have changed it: no annotation dbbind writes, no
-/// variable in any container or init container (the test pods define none), no dbbind volume
-/// or mount.
+/// The pod as sent: see `dbbind_e2e::workload::untouched`.
 fn untouched(pod: &Value) -> Result<()> {
-    let annotations = pod["metadata"]["annotations"].as_object();
-    let written = annotations
-        .into_iter()
-        .flatten()
-        .any(|(key, _)| dbbind_core::keys::is_written_by_dbbind(key));
-    let is_dbbind = |item: &Value| {
-        item["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with("dbbind"))
-    };
-    let containers = ["containers", "initContainers"]
-        .iter()
-        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten());
-    let mut changed = written
-        || pod["spec"]["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(is_dbbind);
-    for container in containers {
-        let mounts = container["volumeMounts"].as_array().into_iter().flatten();
-        changed |= container.get("env").is_some()
-            || container.get("envFrom").is_some()
-            || mounts.into_iter().any(is_dbbind);
-    }
-    if changed {
-        return Err(anyhow!("the pod was changed: {pod}"));
-    }
-    Ok(())
+    workload::untouched(pod)
 }
 
 fn helm(environment: &Environment, args: &[&str]) -> Result<String> {
