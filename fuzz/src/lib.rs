@@ -18,6 +18,7 @@ const SECRETS: &[&str] = &[
     include_str!("../../tests/fixtures/secrets/bitnami-svcbind.yaml"),
     include_str!("../../tests/fixtures/secrets/cnpg-app.yaml"),
     include_str!("../../tests/fixtures/secrets/cockroachdb-broker.yaml"),
+    include_str!("../../tests/fixtures/secrets/edb-app.yaml"),
     include_str!("../../tests/fixtures/secrets/crossplane-rds-classic.yaml"),
     include_str!("../../tests/fixtures/secrets/crossplane-upjet-instance.yaml"),
     include_str!("../../tests/fixtures/secrets/crunchy-pguser.yaml"),

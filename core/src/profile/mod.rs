@@ -131,6 +131,23 @@ impl ProfileSet {
             .map(|loaded| &loaded.profile)
     }
 
+    /// Every profile whose rules match, in detection order, with the rules that do: what
+    /// `auto` would choose from (it takes the first), for the detection matrix.
+    pub fn matching(&self, secret: &SecretView) -> Vec<(&str, Vec<String>)> {
+        self.profiles
+            .iter()
+            .filter_map(|loaded| {
+                let rules: Vec<String> = loaded
+                    .detections
+                    .iter()
+                    .filter(|rule| rule.matches(secret))
+                    .map(ToString::to_string)
+                    .collect();
+                (!rules.is_empty()).then_some((loaded.profile.name.as_str(), rules))
+            })
+            .collect()
+    }
+
     /// What `auto` tried, for the denial when nothing matched: `name (rule, or rule)` each.
     pub fn detection_summary(&self) -> String {
         self.profiles

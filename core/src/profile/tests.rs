@@ -10,6 +10,7 @@ fn builtins_parse_and_are_described() {
         [
             "servicebinding",
             "cnpg",
+            "edb",
             "crunchy",
             "crunchy-pgbouncer",
             "zalando",
@@ -64,7 +65,7 @@ profiles:
     assert_eq!(names[0], "acme");
     assert_eq!(
         names.iter().position(|n| *n == "bitnami"),
-        Some(6),
+        Some(7),
         "{names:?}"
     );
     assert_eq!(

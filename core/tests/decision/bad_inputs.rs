@@ -95,7 +95,7 @@ fn annotation_errors() {
                 ("dbbind.io/secret", "orders-db-conn"),
                 ("dbbind.io/profile", "mysql"),
             ],
-            "dbbind: annotation \"dbbind.io/profile\": unknown profile \"mysql\"; profiles: auto, servicebinding, cnpg, crunchy, crunchy-pgbouncer, zalando, bitnami, osba, cockroachdb, crossplane, a8s, rds, generic, url",
+            "dbbind: annotation \"dbbind.io/profile\": unknown profile \"mysql\"; profiles: auto, servicebinding, cnpg, edb, crunchy, crunchy-pgbouncer, zalando, bitnami, osba, cockroachdb, crossplane, a8s, rds, generic, url",
         ),
         (
             &[
@@ -309,7 +309,7 @@ fn resolution_errors() {
                 ("dbbind.io/secret", "orders-db-conn"),
                 ("dbbind.io/endpoint", "ro"),
             ],
-            "dbbind: annotation \"dbbind.io/endpoint\": profile \"generic\" has no endpoint roles; profiles that have them: cnpg, crunchy, zalando",
+            "dbbind: annotation \"dbbind.io/endpoint\": profile \"generic\" has no endpoint roles; profiles that have them: cnpg, edb, crunchy, zalando",
         ),
         (
             &[

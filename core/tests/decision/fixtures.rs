@@ -175,6 +175,19 @@ const CASES: &[Case] = &[
         ],
     ),
     (
+        "edb-app.yaml",
+        &[],
+        "edb",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "dbname"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "uri"),
+        ],
+    ),
+    (
         "cockroachdb-broker.yaml",
         &[],
         "cockroachdb",
@@ -409,6 +422,20 @@ fn endpoint_roles_name_the_operators_service_for_the_role() {
             "DATABASE_URL=postgresql://$(POSTGRES_USER)@$(POSTGRES_HOST):$(POSTGRES_PORT)/$(POSTGRES_DB)",
         ]
     );
+    // EDB: the same roles, the cluster from its <cluster>-app name.
+    assert_eq!(
+        host(
+            "edb-app.yaml",
+            &[
+                ("dbbind.io/endpoint", "r"),
+                ("dbbind.io/env", "postgres,database-url")
+            ]
+        ),
+        [
+            "POSTGRES_HOST=inventory-db-r",
+            "DATABASE_URL=postgresql://$(POSTGRES_USER)@$(POSTGRES_HOST):$(POSTGRES_PORT)/$(POSTGRES_DB)",
+        ]
+    );
     assert_eq!(
         host(
             "cnpg-app.yaml",
@@ -438,4 +465,31 @@ fn endpoint_roles_name_the_operators_service_for_the_role() {
         ),
         ["POSTGRES_HOST=acid-minimal-cluster-repl"]
     );
+}
+
+/// `auto` is never silently wrong: over every fixture (one per provider and version), the
+/// profile `auto` picks is the fixture's own. The matrix of every profile whose rules match each
+/// fixture is printed (`cargo test -- --nocapture detection_matrix`), so a rule that starts
+/// claiming another provider's Secret shows up here before it shows up in a cluster.
+#[test]
+fn detection_matrix() {
+    let profiles = builtin();
+    let mut wrong = Vec::new();
+    for file in fixture_names() {
+        let view = SecretView::from_secret(&fixture_secret(&file), "default");
+        let matching = profiles.matching(&view);
+        let row: Vec<String> = matching
+            .iter()
+            .map(|(name, rules)| format!("{name} [{}]", rules.join(" | ")))
+            .collect();
+        println!("{file:40} {}", row.join(", "));
+        let expected = expected_profile(&file);
+        if matching.first().map(|(name, _)| *name) != Some(expected.as_str()) {
+            wrong.push(format!(
+                "{file}: auto picks {:?}, not {expected}",
+                matching.first()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

@@ -19,7 +19,8 @@ fn examples() -> Vec<(String, String)> {
         })
         .collect();
     files.sort();
-    assert_eq!(files.len(), 13, "one example per scenario");
+    // Every example, and so every scenario (tests/cli checks each has its golden render).
+    assert!(!files.is_empty());
     files
 }
 

@@ -139,6 +139,13 @@ pub const SCENARIOS: &[Scenario] = &[
         hosts: &["pg-main-rw", "pg-main-rw.shop"],
     },
     Scenario {
+        name: "edb",
+        deployment: "inventory-api",
+        bindings: &[("", "db", "inventory", "inventory")],
+        server: Server::Shared,
+        hosts: &["inventory-db-rw", "inventory-db-rw.shop"],
+    },
+    Scenario {
         name: "cockroachdb-broker",
         deployment: "ledger",
         bindings: &[(
@@ -341,5 +348,23 @@ impl Environment {
             plane,
             network,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_is_a_scenario_and_every_scenario_an_example() {
+        let mut examples: Vec<String> = std::fs::read_dir(repo_root().join("examples"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|name| name.strip_suffix(".yaml").map(str::to_owned))
+            .collect();
+        examples.sort();
+        let mut scenarios: Vec<String> = SCENARIOS.iter().map(|s| s.name.to_owned()).collect();
+        scenarios.sort();
+        assert_eq!(scenarios, examples);
     }
 }
