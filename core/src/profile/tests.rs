@@ -19,6 +19,7 @@ fn builtins_parse_and_are_described() {
             "cockroachdb",
             "crossplane",
             "a8s",
+            "vault-database",
             "rds",
             "generic",
             "url"

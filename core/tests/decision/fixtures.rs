@@ -349,6 +349,17 @@ const CASES: &[Case] = &[
         ],
     ),
     (
+        "vault-dynamic-database.yaml",
+        &[("dbbind.io/host", "billing-db.internal.example.com")],
+        "vault-database",
+        &[
+            ("POSTGRES_HOST", "=billing-db.internal.example.com"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
         "zalando-credentials.yaml",
         &[("dbbind.io/database", "foo")],
         "zalando",

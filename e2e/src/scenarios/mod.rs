@@ -225,6 +225,13 @@ pub const SCENARIOS: &[Scenario] = &[
         hosts: &["pg-main-rw", "pg-main-rw.shop"],
     },
     Scenario {
+        name: "vault-database",
+        deployment: "billing",
+        bindings: &[("", "db", "v-kubernetes-billing-r-7Hq2LmXw3Pz9", "billing")],
+        server: Server::Shared,
+        hosts: &["billing-db.internal.example.com"],
+    },
+    Scenario {
         name: "zalando",
         deployment: "foo-service",
         bindings: &[("", "db", "foo_user", "foo")],
