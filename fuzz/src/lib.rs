@@ -26,6 +26,8 @@ const SECRETS: &[&str] = &[
     include_str!("../../tests/fixtures/secrets/eso-rds-extract.yaml"),
     include_str!("../../tests/fixtures/secrets/generic-external.yaml"),
     include_str!("../../tests/fixtures/secrets/generic-uppercase-keys.yaml"),
+    include_str!("../../tests/fixtures/secrets/kubeblocks-0x-conn-credential.yaml"),
+    include_str!("../../tests/fixtures/secrets/kubeblocks-1x-account.yaml"),
     include_str!("../../tests/fixtures/secrets/osba-azure-postgresql.yaml"),
     include_str!("../../tests/fixtures/secrets/rds-managed-master.yaml"),
     include_str!("../../tests/fixtures/secrets/servicebinding-postgresql.yaml"),

@@ -17,6 +17,7 @@ fn builtins_parse_and_are_described() {
             "bitnami",
             "osba",
             "cockroachdb",
+            "kubeblocks",
             "crossplane",
             "a8s",
             "vault-database",

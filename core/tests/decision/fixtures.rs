@@ -298,6 +298,30 @@ const CASES: &[Case] = &[
         ],
     ),
     (
+        "kubeblocks-0x-conn-credential.yaml",
+        &[],
+        "kubeblocks",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "=postgres"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
+        "kubeblocks-1x-account.yaml",
+        &[],
+        "kubeblocks",
+        &[
+            ("POSTGRES_HOST", "=catalog-pg-postgresql"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "=postgres"),
+            ("POSTGRES_USER", "username"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
         "osba-azure-postgresql.yaml",
         &[],
         "osba",

@@ -211,6 +211,13 @@ pub const SCENARIOS: &[Scenario] = &[
         hosts: &["a7c1e9d0-4f2b-4c55-9d0e-2b6f8a1c3d4e.postgres.database.azure.com"],
     },
     Scenario {
+        name: "kubeblocks",
+        deployment: "catalog",
+        bindings: &[("", "db", "catalog", "postgres")],
+        server: Server::Shared,
+        hosts: &["catalog-pg-postgresql"],
+    },
+    Scenario {
         name: "servicebinding",
         deployment: "catalog",
         bindings: &[("", "db", "app", "app")],
