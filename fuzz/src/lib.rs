@@ -14,6 +14,7 @@ use serde_json::Value;
 const SECRETS: &[&str] = &[
     include_str!("../../tests/fixtures/secrets/a8s-binding.yaml"),
     include_str!("../../tests/fixtures/secrets/bitnami-custom-user.yaml"),
+    include_str!("../../tests/fixtures/secrets/bitnami-ha-postgresql.yaml"),
     include_str!("../../tests/fixtures/secrets/bitnami-legacy-keys.yaml"),
     include_str!("../../tests/fixtures/secrets/bitnami-svcbind.yaml"),
     include_str!("../../tests/fixtures/secrets/cnpg-app.yaml"),

@@ -306,10 +306,8 @@ fn field_source(
         return Ok(from_keys);
     }
     let derived = source
-        .from_secret_name
-        .as_ref()
-        .and_then(|pattern| pattern.extract(&request.secret))
-        .map(|value| ValueSource::Literal(value.to_owned()));
+        .derive_from_name(&request.secret)
+        .map(ValueSource::Literal);
     Ok(derived.or_else(|| source.default.clone().map(ValueSource::Literal)))
 }
 

@@ -161,6 +161,10 @@ pub struct FieldSource {
     /// the value. Bitnami's Service has the Secret's name; Zalando's name embeds the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_secret_name: Option<SecretNamePattern>,
+    /// What the value derived from the Secret's name becomes, `{match}` standing for it: a
+    /// Service named after a release with a suffix (Bitnami postgresql-ha's `{match}-pgpool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// A literal value used when nothing above provides one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
@@ -215,6 +219,8 @@ pub enum InvalidProfile {
     ReservedName,
     #[error("field {0} names no keys, fromSecretName or default")]
     FieldWithoutSource(Field),
+    #[error("field {0}: template needs fromSecretName and must contain {{match}}")]
+    TemplateWithoutMatch(Field),
     #[error("field {0} carries a credential and may only come from Secret keys")]
     CredentialNotFromKeys(Field),
     #[error("field {field}: {key:?} is not a valid Secret key")]
@@ -235,6 +241,20 @@ pub enum InvalidProfile {
         "tls.caSecret: the name must contain {{cluster}}, and the profile needs endpoints (clusterLabel or clusterFromSecretName) to find the cluster"
     )]
     CaSecretWithoutCluster,
+}
+
+/// What a field's `template` writes for the part of the Secret's name its pattern captured.
+pub const MATCH_PLACEHOLDER: &str = "{match}";
+
+impl FieldSource {
+    /// The value derived from a Secret's name: the pattern's capture, through the template.
+    pub fn derive_from_name(&self, secret_name: &str) -> Option<String> {
+        let captured = self.from_secret_name.as_ref()?.extract(secret_name)?;
+        Some(match &self.template {
+            Some(template) => template.replace(MATCH_PLACEHOLDER, captured),
+            None => captured.to_owned(),
+        })
+    }
 }
 
 fn default_required() -> Vec<Field> {
@@ -277,6 +297,11 @@ impl Profile {
                 && source.default.is_none()
             {
                 return Err(InvalidProfile::FieldWithoutSource(*field));
+            }
+            if let Some(template) = &source.template
+                && (source.from_secret_name.is_none() || !template.contains(MATCH_PLACEHOLDER))
+            {
+                return Err(InvalidProfile::TemplateWithoutMatch(*field));
             }
             if matches!(field, Field::Password | Field::Uri)
                 && (source.default.is_some() || source.from_secret_name.is_some())

@@ -15,6 +15,7 @@ fn builtins_parse_and_are_described() {
             "crunchy-pgbouncer",
             "zalando",
             "bitnami",
+            "bitnami-ha",
             "osba",
             "cockroachdb",
             "kubeblocks",
@@ -160,4 +161,28 @@ fn secret_name_patterns_extract_their_group_or_the_whole_match() {
     assert_eq!(zalando.extract("something-else"), None);
     let whole = SecretNamePattern::new("^[a-z]+").unwrap();
     assert_eq!(whole.extract("abc-1"), Some("abc"));
+}
+
+#[test]
+fn a_template_makes_a_service_name_from_the_secrets_name_and_needs_its_pattern() {
+    let text = "profiles:\n- name: ha\n  fields:\n    host: {fromSecretName: '^(.+)-postgresql$', template: '{match}-pgpool'}\n    user: {default: postgres}\n    password: {keys: [password]}\n";
+    let set = ProfileSet::with_overlay(text, "user.yaml").unwrap();
+    let host = set.get("ha").unwrap().field(Field::Host).unwrap();
+    assert_eq!(
+        host.derive_from_name("ledger-postgresql-ha-postgresql")
+            .as_deref(),
+        Some("ledger-postgresql-ha-pgpool")
+    );
+    assert_eq!(host.derive_from_name("unrelated"), None);
+    for bad in [
+        "{fromSecretName: '^(.+)$', template: 'no-placeholder'}",
+        "{default: x, template: '{match}-pgpool'}",
+    ] {
+        let text = format!("profiles:\n- name: ha\n  fields:\n    host: {bad}\n");
+        let error = ProfileSet::with_overlay(&text, "user.yaml").unwrap_err();
+        assert!(
+            error.to_string().contains("template needs fromSecretName"),
+            "{error}"
+        );
+    }
 }

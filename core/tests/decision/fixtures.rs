@@ -149,6 +149,18 @@ const CASES: &[Case] = &[
         ],
     ),
     (
+        "bitnami-ha-postgresql.yaml",
+        &[],
+        "bitnami-ha",
+        &[
+            ("POSTGRES_HOST", "=shop-db-postgresql-ha-pgpool"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "=postgres"),
+            ("POSTGRES_USER", "=postgres"),
+            ("POSTGRES_PASSWORD", "password"),
+        ],
+    ),
+    (
         "bitnami-svcbind.yaml",
         &[],
         "servicebinding",

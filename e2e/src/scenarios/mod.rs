@@ -132,6 +132,13 @@ pub const SCENARIOS: &[Scenario] = &[
         hosts: &["myapp-postgresql"],
     },
     Scenario {
+        name: "bitnami-ha",
+        deployment: "ledger-api",
+        bindings: &[("", "db", "ledger", "ledger")],
+        server: Server::Embedded,
+        hosts: &["ledger-postgresql-ha-pgpool"],
+    },
+    Scenario {
         name: "cnpg",
         deployment: "pg-main-client",
         bindings: &[("", "db", "app", "app")],
