@@ -30,6 +30,7 @@ const SECRETS: &[&str] = &[
     include_str!("../../tests/fixtures/secrets/kubeblocks-0x-conn-credential.yaml"),
     include_str!("../../tests/fixtures/secrets/kubeblocks-1x-account.yaml"),
     include_str!("../../tests/fixtures/secrets/osba-azure-postgresql.yaml"),
+    include_str!("../../tests/fixtures/secrets/percona-pgv2-pguser.yaml"),
     include_str!("../../tests/fixtures/secrets/rds-managed-master.yaml"),
     include_str!("../../tests/fixtures/secrets/servicebinding-postgresql.yaml"),
     include_str!("../../tests/fixtures/secrets/vault-dynamic-database.yaml"),

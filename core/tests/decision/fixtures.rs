@@ -347,6 +347,32 @@ const CASES: &[Case] = &[
         ],
     ),
     (
+        "percona-pgv2-pguser.yaml",
+        &[],
+        "crunchy",
+        &[
+            ("POSTGRES_HOST", "host"),
+            ("POSTGRES_PORT", "port"),
+            ("POSTGRES_DB", "dbname"),
+            ("POSTGRES_USER", "user"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "uri"),
+        ],
+    ),
+    (
+        "percona-pgv2-pguser.yaml",
+        &[("dbbind.io/profile", "crunchy-pgbouncer")],
+        "crunchy-pgbouncer",
+        &[
+            ("POSTGRES_HOST", "pgbouncer-host"),
+            ("POSTGRES_PORT", "pgbouncer-port"),
+            ("POSTGRES_DB", "dbname"),
+            ("POSTGRES_USER", "user"),
+            ("POSTGRES_PASSWORD", "password"),
+            ("POSTGRES_URL", "pgbouncer-uri"),
+        ],
+    ),
+    (
         "rds-managed-master.yaml",
         &[
             (
