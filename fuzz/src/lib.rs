@@ -13,6 +13,7 @@ use serde_json::Value;
 /// targets need no files at run time.
 const SECRETS: &[&str] = &[
     include_str!("../../tests/fixtures/secrets/a8s-binding.yaml"),
+    include_str!("../../tests/fixtures/secrets/aiven-postgresql.yaml"),
     include_str!("../../tests/fixtures/secrets/bitnami-custom-user.yaml"),
     include_str!("../../tests/fixtures/secrets/bitnami-ha-postgresql.yaml"),
     include_str!("../../tests/fixtures/secrets/bitnami-legacy-keys.yaml"),

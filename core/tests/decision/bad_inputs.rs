@@ -95,7 +95,7 @@ fn annotation_errors() {
                 ("dbbind.io/secret", "orders-db-conn"),
                 ("dbbind.io/profile", "mysql"),
             ],
-            "dbbind: annotation \"dbbind.io/profile\": unknown profile \"mysql\"; profiles: auto, servicebinding, cnpg, edb, crunchy, crunchy-pgbouncer, zalando, bitnami, bitnami-ha, osba, cockroachdb, kubeblocks, crossplane, a8s, vault-database, rds, generic, url",
+            "dbbind: annotation \"dbbind.io/profile\": unknown profile \"mysql\"; profiles: auto, servicebinding, cnpg, edb, crunchy, crunchy-pgbouncer, zalando, bitnami, bitnami-ha, osba, cockroachdb, aiven, kubeblocks, crossplane, a8s, vault-database, rds, generic, url",
         ),
         (
             &[

@@ -89,6 +89,20 @@ type Case = (
 
 const CASES: &[Case] = &[
     (
+        "aiven-postgresql.yaml",
+        &[],
+        "aiven",
+        &[
+            ("POSTGRES_HOST", "POSTGRESQL_HOST"),
+            ("POSTGRES_PORT", "POSTGRESQL_PORT"),
+            ("POSTGRES_DB", "POSTGRESQL_DATABASE"),
+            ("POSTGRES_USER", "POSTGRESQL_USER"),
+            ("POSTGRES_PASSWORD", "POSTGRESQL_PASSWORD"),
+            ("POSTGRES_URL", "POSTGRESQL_DATABASE_URI"),
+            ("POSTGRES_SSLMODE", "POSTGRESQL_SSLMODE"),
+        ],
+    ),
+    (
         "a8s-binding.yaml",
         &[],
         "a8s",

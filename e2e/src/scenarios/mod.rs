@@ -64,8 +64,8 @@ pub const SHARED_ADDRESS: &str = "127.9.0.1";
 
 pub const EMBEDDED_ADDRESS: &str = "127.9.0.2";
 
-/// PostgreSQL's port, and the CockroachDB broker's.
-const PORTS: [u16; 2] = [5432, 26257];
+/// PostgreSQL's port, the CockroachDB broker's, and the one Aiven gave the example's service.
+const PORTS: [u16; 3] = [5432, 26257, 12691];
 
 impl Servers {
     pub fn start() -> Result<Servers> {
@@ -123,6 +123,13 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "a9s2f4c1e8b7d6a5", "demo")],
         server: Server::Shared,
         hosts: &["sample-pg-cluster-master.default.svc.cluster.local"],
+    },
+    Scenario {
+        name: "aiven",
+        deployment: "orders-reporting",
+        bindings: &[("", "db", "avnadmin", "defaultdb")],
+        server: Server::Shared,
+        hosts: &["pg-orders-acme.a.aivencloud.com"],
     },
     Scenario {
         name: "bitnami-embedded",
