@@ -11,7 +11,7 @@ pub const DEFAULT_BINDING_NAME: &str = "db";
 
 /// Keys a pod's owner writes for one binding; each takes an optional `.<alias>` suffix. The
 /// field names among them (`host` … `sslmode`) are the literal fields (`Field::LITERAL_ANNOTATIONS`).
-pub const BINDING_KEYS: [&str; 13] = [
+pub const BINDING_KEYS: [&str; 14] = [
     "secret",
     "profile",
     "host",
@@ -23,6 +23,7 @@ pub const BINDING_KEYS: [&str; 13] = [
     "env",
     "files",
     "endpoint",
+    "pooler",
     "ca",
     "client-cert",
 ];

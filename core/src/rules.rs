@@ -149,6 +149,7 @@ mod tests {
                 env,
                 files: true,
                 endpoint: None,
+                pooler: None,
                 ca: None,
                 client_cert: None,
             }],

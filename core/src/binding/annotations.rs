@@ -201,6 +201,7 @@ struct Draft {
     env: Option<EnvSets>,
     files: bool,
     endpoint: Option<EndpointRole>,
+    pooler: Option<String>,
     ca: Option<TlsRef>,
     client_cert: Option<String>,
 }
@@ -221,6 +222,7 @@ impl Draft {
             "env" => self.env = Some(parse_env(key, value, named)?),
             "files" => self.files = parse_bool(key, value)?,
             "endpoint" => self.endpoint = Some(parse_endpoint(key, value)?),
+            "pooler" => self.pooler = Some(parse_pooler(key, value)?),
             "ca" => self.ca = Some(parse_ca(key, value)?),
             "client-cert" => self.client_cert = Some(parse_secret_name(key, value)?),
             _ => {
@@ -243,6 +245,16 @@ impl Draft {
                 secret_key,
             });
         };
+        if self.pooler.is_some() && self.endpoint != Some(EndpointRole::Pooler) {
+            let pooler_key = keys::binding_key("pooler", alias.as_deref());
+            let endpoint_key = keys::binding_key("endpoint", alias.as_deref());
+            return Err(bad_value(
+                &pooler_key,
+                format!(
+                    "names the pooler for {endpoint_key}: pooler, which this binding does not ask for"
+                ),
+            ));
+        }
         Ok(BindingRequest {
             alias,
             secret,
@@ -252,6 +264,7 @@ impl Draft {
             env: self.env.unwrap_or_else(EnvSets::postgres_only),
             files: self.files,
             endpoint: self.endpoint,
+            pooler: self.pooler,
             ca: self.ca,
             client_cert: self.client_cert,
         })
@@ -458,11 +471,25 @@ fn parse_endpoint(key: &str, value: &str) -> Result<EndpointRole, AnnotationErro
         bad_value(
             key,
             format!(
-                "{} is not an endpoint role; use rw (the primary), ro (replicas) or r (any instance)",
+                "{} is not an endpoint role; use rw (the primary), ro (replicas), r (any instance) or pooler (the operator's connection pooler)",
                 echo(value)
             ),
         )
     })
+}
+
+/// The name of the operator's pooler resource (a DNS label, as its Service's name is).
+fn parse_pooler(key: &str, value: &str) -> Result<String, AnnotationError> {
+    if !is_dns_label(value, 63) {
+        return Err(bad_value(
+            key,
+            format!(
+                "{} is not a pooler name (the name of the operator's Pooler, a DNS label)",
+                echo(value)
+            ),
+        ));
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, AnnotationError> {

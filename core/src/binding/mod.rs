@@ -54,6 +54,9 @@ pub struct BindingRequest {
     pub files: bool,
     /// `dbbind.io/endpoint`: which of the operator's Services to reach.
     pub endpoint: Option<EndpointRole>,
+    /// `dbbind.io/pooler`: the operator's pooler resource, for `endpoint: pooler` where the
+    /// profile finds the pooler by that name (CloudNativePG's `Pooler`).
+    pub pooler: Option<String>,
     /// `dbbind.io/ca`: where the CA certificate is.
     pub ca: Option<TlsRef>,
     /// `dbbind.io/client-cert`: a `kubernetes.io/tls` Secret with the client's certificate.
@@ -105,13 +108,16 @@ pub enum EndpointRole {
     ReadOnly,
     /// Any instance, for reads.
     Read,
+    /// The operator's connection pooler (PgBouncer) in front of the primary.
+    Pooler,
 }
 
 impl EndpointRole {
-    pub const ALL: [EndpointRole; 3] = [
+    pub const ALL: [EndpointRole; 4] = [
         EndpointRole::ReadWrite,
         EndpointRole::ReadOnly,
         EndpointRole::Read,
+        EndpointRole::Pooler,
     ];
 
     /// The annotation value.
@@ -120,6 +126,7 @@ impl EndpointRole {
             EndpointRole::ReadWrite => "rw",
             EndpointRole::ReadOnly => "ro",
             EndpointRole::Read => "r",
+            EndpointRole::Pooler => "pooler",
         }
     }
 
@@ -181,6 +188,7 @@ mod tests {
             env: EnvSets::postgres_only(),
             files: false,
             endpoint: None,
+            pooler: None,
             ca: None,
             client_cert: None,
         };

@@ -7,7 +7,9 @@ use super::{BindingRequest, EndpointRole};
 use crate::env_set::BindingShape;
 use crate::field::{Field, TlsFile, join_fields};
 use crate::message::{Denial, Warning, clip, echo};
-use crate::profile::{CLUSTER_PLACEHOLDER, FieldSource, Profile, ProfileSet};
+use crate::profile::{
+    CLUSTER_PLACEHOLDER, FieldSource, POOLER_PLACEHOLDER, PoolerEndpoint, Profile, ProfileSet,
+};
 use crate::secret::{SecretLookup, SecretView};
 
 /// Where one injected value comes from. Never the value of a Secret key itself.
@@ -70,7 +72,12 @@ pub fn resolve(
     let secret = secrets.get(namespace, &request.secret);
     let profile = choose_profile(request, namespace, secret.as_ref(), profiles)?;
 
-    let endpoint = endpoint_host(request, profile, secret.as_ref(), profiles)?;
+    let (endpoint, profile) = match endpoint(request, profile, secret.as_ref(), profiles)? {
+        Some(Endpoint::Host(host)) => (Some(host), profile),
+        // The pooler's own keys, through the profile that reads them.
+        Some(Endpoint::Profile(pooled)) => (None, pooled),
+        None => (None, profile),
+    };
     let mut fields = BTreeMap::new();
     let mut missing = Vec::new();
     for field in Field::ALL {
@@ -198,14 +205,21 @@ fn choose_profile<'p>(
     })
 }
 
+/// What `dbbind.io/endpoint` changes: the host (a role's Service), or, for a pooler read from
+/// the Secret's own keys, the profile the fields are read with.
+enum Endpoint<'p> {
+    Host(String),
+    Profile(&'p Profile),
+}
+
 /// The host of `dbbind.io/endpoint`'s role: the profile's Service for that role, named after
-/// the database cluster. `None` without the annotation.
-fn endpoint_host(
+/// the database cluster, or its pooler. `None` without the annotation.
+fn endpoint<'p>(
     request: &BindingRequest,
     profile: &Profile,
     secret: Option<&SecretView>,
-    profiles: &ProfileSet,
-) -> Result<Option<String>, Denial> {
+    profiles: &'p ProfileSet,
+) -> Result<Option<Endpoint<'p>>, Denial> {
     let Some(role) = request.endpoint else {
         return Ok(None);
     };
@@ -222,13 +236,13 @@ fn endpoint_host(
             supporting.join(", ")
         )));
     };
-    let Some(template) = endpoints.template(role.name()) else {
-        return Err(Denial::new(format!(
+    let unknown_role = || {
+        Denial::new(format!(
             "annotation {key:?}: profile {:?} has no {:?} endpoint; its roles: {}",
             profile.name,
             role.name(),
             endpoints.roles().join(", ")
-        )));
+        ))
     };
     if request.literals.contains_key(&Field::Host) {
         return Err(Denial::new(format!(
@@ -236,6 +250,11 @@ fn endpoint_host(
             request.annotation("host")
         )));
     }
+    if role == EndpointRole::Pooler {
+        let pooler = endpoints.pooler.as_ref().ok_or_else(unknown_role)?;
+        return pooler_endpoint(request, profile, pooler, profiles).map(Some);
+    }
+    let template = endpoints.template(role.name()).ok_or_else(unknown_role)?;
     let cluster = endpoints
         .cluster(secret.map(|s| &s.labels), &request.secret)
         .ok_or_else(|| {
@@ -251,7 +270,37 @@ fn endpoint_host(
                 request.annotation("host")
             ))
         })?;
-    Ok(Some(template.replace(CLUSTER_PLACEHOLDER, cluster)))
+    Ok(Some(Endpoint::Host(
+        template.replace(CLUSTER_PLACEHOLDER, cluster),
+    )))
+}
+
+/// `dbbind.io/endpoint: pooler`: the pooler's keys through another profile, or its Service
+/// named by `dbbind.io/pooler`.
+fn pooler_endpoint<'p>(
+    request: &BindingRequest,
+    profile: &Profile,
+    pooler: &PoolerEndpoint,
+    profiles: &'p ProfileSet,
+) -> Result<Endpoint<'p>, Denial> {
+    let key = request.annotation("endpoint");
+    if let Some(name) = &pooler.profile {
+        return profiles.get(name).map(Endpoint::Profile).ok_or_else(|| {
+            Denial::new(format!(
+                "annotation {key:?}: profile {:?} reaches its pooler through profile {name:?}, which is not defined",
+                profile.name
+            ))
+        });
+    }
+    let service = pooler.service.as_deref().unwrap_or(POOLER_PLACEHOLDER);
+    let Some(name) = &request.pooler else {
+        return Err(Denial::new(format!(
+            "annotation {key:?}: profile {:?} reaches the operator's pooler by its name: set {:?} to the pooler's name",
+            profile.name,
+            request.annotation("pooler")
+        )));
+    };
+    Ok(Endpoint::Host(service.replace(POOLER_PLACEHOLDER, name)))
 }
 
 /// One field's source, in the order: annotation literal, `dbbind.io/keys`, the profile's keys,

@@ -19,6 +19,7 @@ fn binding(fields: &[(Field, ValueSource)], env: EnvSets, files: bool) -> Resolv
             env,
             files,
             endpoint: None,
+            pooler: None,
             ca: None,
             client_cert: None,
         },

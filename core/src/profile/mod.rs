@@ -14,7 +14,7 @@ pub use detect::Detection;
 pub use pattern::{PatternError, SecretNamePattern};
 pub use schema::{
     CLUSTER_PLACEHOLDER, CaSecret, DetectRule, Endpoints, FieldSource, InvalidProfile, OwnerMatch,
-    Profile, ProfileFile, Tls,
+    POOLER_PLACEHOLDER, PoolerEndpoint, Profile, ProfileFile, Tls,
 };
 
 use crate::secret::{OwnerKind, SecretView, ShapeFilter};

@@ -103,10 +103,29 @@ pub struct Endpoints {
     /// Any instance, for reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r: Option<String>,
+    /// The operator's connection pooler, for `dbbind.io/endpoint: pooler`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerEndpoint>,
+}
+
+/// How a profile reaches its operator's connection pooler: one of the two.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolerEndpoint {
+    /// Another profile that reads the pooler's keys of the same Secret (Crunchy's and
+    /// Percona's `pgbouncer-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The pooler's Service, `{pooler}` standing for the pooler resource `dbbind.io/pooler`
+    /// names (CloudNativePG's `Pooler`, whose Service has its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// What stands for the cluster's name in an endpoint template.
 pub const CLUSTER_PLACEHOLDER: &str = "{cluster}";
+/// What stands for `dbbind.io/pooler` in a pooler's Service template.
+pub const POOLER_PLACEHOLDER: &str = "{pooler}";
 
 impl Endpoints {
     /// The host template of a role (`rw`, `ro`, `r`), when the operator has that Service.
@@ -122,10 +141,14 @@ impl Endpoints {
 
     /// The roles this operator serves, for messages.
     pub fn roles(&self) -> Vec<&'static str> {
-        ["rw", "ro", "r"]
+        let mut roles: Vec<&'static str> = ["rw", "ro", "r"]
             .into_iter()
             .filter(|role| self.template(role).is_some())
-            .collect()
+            .collect();
+        if self.pooler.is_some() {
+            roles.push("pooler");
+        }
+        roles
     }
 
     /// The cluster's name: the label when the Secret is known and has it, else derived from
@@ -233,6 +256,10 @@ pub enum InvalidProfile {
     Duplicate,
     #[error("endpoints need clusterLabel or clusterFromSecretName, and a host for rw, ro or r")]
     EndpointsIncomplete,
+    #[error(
+        "endpoints.pooler: give either profile (a profile reading the pooler's keys) or service (containing {{pooler}})"
+    )]
+    PoolerIncomplete,
     #[error("endpoint {0}: the host template must contain {{cluster}}")]
     EndpointWithoutCluster(&'static str),
     #[error("tls: {key:?} is not a valid Secret key")]
@@ -326,7 +353,22 @@ impl Profile {
             {
                 return Err(InvalidProfile::EndpointsIncomplete);
             }
-            if let Some(role) = endpoints.roles().into_iter().find(|role| {
+            if let Some(pooler) = &endpoints.pooler {
+                let service_ok = pooler
+                    .service
+                    .as_ref()
+                    .is_some_and(|service| service.contains(POOLER_PLACEHOLDER));
+                if service_ok == pooler.profile.is_some()
+                    || (pooler.service.is_some() && !service_ok)
+                {
+                    return Err(InvalidProfile::PoolerIncomplete);
+                }
+            }
+            let service_roles = endpoints
+                .roles()
+                .into_iter()
+                .filter(|role| *role != "pooler");
+            if let Some(role) = service_roles.into_iter().find(|role| {
                 !endpoints
                     .template(role)
                     .is_some_and(|t| t.contains(CLUSTER_PLACEHOLDER))

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-const KNOWN: &str = "dbbind.io/secret[.<alias>], dbbind.io/profile[.<alias>], dbbind.io/host[.<alias>], dbbind.io/port[.<alias>], dbbind.io/database[.<alias>], dbbind.io/user[.<alias>], dbbind.io/sslmode[.<alias>], dbbind.io/keys[.<alias>], dbbind.io/env[.<alias>], dbbind.io/files[.<alias>], dbbind.io/endpoint[.<alias>], dbbind.io/ca[.<alias>], dbbind.io/client-cert[.<alias>], dbbind.io/containers, dbbind.io/on-conflict, dbbind.io/inject, dbbind.io/restart-on-rotation";
+const KNOWN: &str = "dbbind.io/secret[.<alias>], dbbind.io/profile[.<alias>], dbbind.io/host[.<alias>], dbbind.io/port[.<alias>], dbbind.io/database[.<alias>], dbbind.io/user[.<alias>], dbbind.io/sslmode[.<alias>], dbbind.io/keys[.<alias>], dbbind.io/env[.<alias>], dbbind.io/files[.<alias>], dbbind.io/endpoint[.<alias>], dbbind.io/pooler[.<alias>], dbbind.io/ca[.<alias>], dbbind.io/client-cert[.<alias>], dbbind.io/containers, dbbind.io/on-conflict, dbbind.io/inject, dbbind.io/restart-on-rotation";
 
 /// Annotations on a pod with containers `app` and `sidecar`, in namespace `shop` where the
 /// fixture Secrets `orders-db-conn` (generic) and `orders-db-master` (rds, no host) exist.
@@ -70,6 +70,21 @@ fn annotation_errors() {
         (
             &[("dbbind.io/secret", "")],
             "dbbind: annotation \"dbbind.io/secret\": must name a Secret in the pod's namespace",
+        ),
+        (
+            &[
+                ("dbbind.io/secret", "orders-db-conn"),
+                ("dbbind.io/pooler", "orders-pooler-rw"),
+            ],
+            "dbbind: annotation \"dbbind.io/pooler\": names the pooler for dbbind.io/endpoint: pooler, which this binding does not ask for",
+        ),
+        (
+            &[
+                ("dbbind.io/secret", "orders-db-conn"),
+                ("dbbind.io/endpoint", "pooler"),
+                ("dbbind.io/pooler", "Orders_Pooler"),
+            ],
+            "dbbind: annotation \"dbbind.io/pooler\": \"Orders_Pooler\" is not a pooler name (the name of the operator's Pooler, a DNS label)",
         ),
         (
             &[("dbbind.io/secret", "Orders_DB")],
@@ -339,6 +354,24 @@ fn resolution_errors() {
                 ("dbbind.io/endpoint", "ro"),
             ],
             "dbbind: annotation \"dbbind.io/endpoint\": cannot tell the database cluster of Secret \"not-a-cluster\": it has no label \"cnpg.io/cluster\" and a name profile \"cnpg\" does not recognise; set \"dbbind.io/host\" instead",
+        ),
+        (
+            &[
+                ("dbbind.io/secret", "pg-main-app"),
+                ("dbbind.io/profile", "cnpg"),
+                ("dbbind.io/endpoint", "pooler"),
+            ],
+            "dbbind: annotation \"dbbind.io/endpoint\": profile \"cnpg\" reaches the operator's pooler by its name: set \"dbbind.io/pooler\" to the pooler's name",
+        ),
+        (
+            &[
+                (
+                    "dbbind.io/secret",
+                    "foo-user.acid-minimal-cluster.credentials.postgresql.acid.zalan.do",
+                ),
+                ("dbbind.io/endpoint", "pooler"),
+            ],
+            "dbbind: annotation \"dbbind.io/endpoint\": profile \"zalando\" has no \"pooler\" endpoint; its roles: rw, ro",
         ),
     ];
     for (annotations, expected) in table {

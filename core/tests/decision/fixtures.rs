@@ -509,6 +509,37 @@ fn endpoint_roles_name_the_operators_service_for_the_role() {
             "DATABASE_URL=postgresql://$(POSTGRES_USER)@$(POSTGRES_HOST):$(POSTGRES_PORT)/$(POSTGRES_DB)",
         ]
     );
+    // The pooler: CloudNativePG's Service has the Pooler's name; the Secret's URI names the
+    // primary, so the URL is composed with the pooler's host.
+    assert_eq!(
+        host(
+            "cnpg-app.yaml",
+            &[
+                ("dbbind.io/endpoint", "pooler"),
+                ("dbbind.io/pooler", "pg-main-pooler-rw"),
+                ("dbbind.io/env", "postgres,database-url")
+            ]
+        ),
+        [
+            "POSTGRES_HOST=pg-main-pooler-rw",
+            "DATABASE_URL=postgresql://$(POSTGRES_USER)@$(POSTGRES_HOST):$(POSTGRES_PORT)/$(POSTGRES_DB)",
+        ]
+    );
+    // Crunchy's and Percona's Secret holds PgBouncer's host, port and URI: read with
+    // crunchy-pgbouncer.
+    assert_eq!(
+        host(
+            "percona-pgv2-pguser.yaml",
+            &[
+                ("dbbind.io/endpoint", "pooler"),
+                ("dbbind.io/env", "postgres,database-url")
+            ]
+        ),
+        [
+            "POSTGRES_HOST=secret:cluster1-pguser-shop/pgbouncer-host",
+            "DATABASE_URL=secret:cluster1-pguser-shop/pgbouncer-uri",
+        ]
+    );
     // EDB: the same roles, the cluster from its <cluster>-app name.
     assert_eq!(
         host(
