@@ -16,6 +16,7 @@ pub mod kyverno;
 pub mod load;
 pub mod network;
 pub mod node;
+pub mod pgbouncer;
 pub mod poll;
 pub mod postgres;
 pub mod process;

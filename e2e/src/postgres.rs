@@ -209,7 +209,7 @@ impl Postgres {
     }
 }
 
-fn as_postgres(program: &Path) -> Command {
+pub(crate) fn as_postgres(program: &Path) -> Command {
     let mut command = Command::new("setpriv");
     command
         .args([
@@ -249,7 +249,7 @@ pub fn client_certificate(ca: &PemPair, user: &str) -> Result<PemPair> {
     })
 }
 
-fn run(command: &mut Command) -> Result<()> {
+pub(crate) fn run(command: &mut Command) -> Result<()> {
     let output = command.output()?;
     if output.status.success() {
         Ok(())

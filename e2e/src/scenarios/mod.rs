@@ -18,6 +18,7 @@ use crate::cluster::ControlPlane;
 use crate::forward::Forwarder;
 use crate::network::PodNetwork;
 use crate::node::Node;
+use crate::pgbouncer::PgBouncer;
 use crate::postgres::{Account, Postgres};
 use crate::release::Release;
 use crate::tools::repo_root;
@@ -39,6 +40,9 @@ pub struct Scenario {
     /// The database host names its pods read, mapped to the server's loopback address by
     /// `hostAliases` (the stand-in for cluster DNS).
     pub hosts: &'static [&'static str],
+    /// Host names of the operator's pooler, mapped to the suite's PgBouncer in front of the
+    /// shared server.
+    pub pooled_hosts: &'static [&'static str],
 }
 
 /// The database servers of the suite. The Bitnami chart's database is a server of its own: its
@@ -52,6 +56,8 @@ pub enum Server {
 pub struct Servers {
     pub shared: Postgres,
     pub embedded: Postgres,
+    /// PgBouncer in front of `shared`, for the scenarios that go through a pooler.
+    pub pooler: PgBouncer,
     /// The CA of both servers' certificates; the app image trusts it (libpq's default
     /// `~/.postgresql/root.crt`), as a company image trusts its databases' CA.
     pub ca: PemPair,
@@ -63,6 +69,9 @@ pub struct Servers {
 pub const SHARED_ADDRESS: &str = "127.9.0.1";
 
 pub const EMBEDDED_ADDRESS: &str = "127.9.0.2";
+
+/// Where pods reach the suite's PgBouncer (in front of the shared server), on port 5432.
+pub const POOLER_ADDRESS: &str = "127.9.0.3";
 
 /// PostgreSQL's port, the CockroachDB broker's, and the one Aiven gave the example's service.
 const PORTS: [u16; 3] = [5432, 26257, 12691];
@@ -81,7 +90,15 @@ impl Servers {
         };
         let shared = Postgres::start(&ca, &hosts(Server::Shared))?;
         let embedded = Postgres::start(&ca, &hosts(Server::Embedded))?;
+        let pooler = PgBouncer::start(shared.port, &pooled_users()?)?;
         let mut forwarders = Vec::new();
+        let listen = format!("{POOLER_ADDRESS}:5432")
+            .parse()
+            .map_err(|_| anyhow!("address"))?;
+        let target = format!("127.0.0.1:{}", pooler.port)
+            .parse()
+            .map_err(|_| anyhow!("address"))?;
+        forwarders.push(Forwarder::start(listen, target)?);
         for (address, server) in [(SHARED_ADDRESS, &shared), (EMBEDDED_ADDRESS, &embedded)] {
             for port in PORTS {
                 let listen = format!("{address}:{port}")
@@ -96,6 +113,7 @@ impl Servers {
         Ok(Servers {
             shared,
             embedded,
+            pooler,
             ca,
             _forwarders: forwarders,
         })
@@ -123,6 +141,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "a9s2f4c1e8b7d6a5", "demo")],
         server: Server::Shared,
         hosts: &["sample-pg-cluster-master.default.svc.cluster.local"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "aiven",
@@ -130,6 +149,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "avnadmin", "defaultdb")],
         server: Server::Shared,
         hosts: &["pg-orders-acme.a.aivencloud.com"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "bitnami-embedded",
@@ -137,6 +157,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "app", "appdb")],
         server: Server::Embedded,
         hosts: &["myapp-postgresql"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "bitnami-ha",
@@ -144,6 +165,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "ledger", "ledger")],
         server: Server::Embedded,
         hosts: &["ledger-postgresql-ha-pgpool"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "cnpg",
@@ -151,6 +173,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "app", "app")],
         server: Server::Shared,
         hosts: &["pg-main-rw", "pg-main-rw.shop"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "edb",
@@ -158,6 +181,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "inventory", "inventory")],
         server: Server::Shared,
         hosts: &["inventory-db-rw", "inventory-db-rw.shop"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "cockroachdb-broker",
@@ -170,6 +194,7 @@ pub const SCENARIOS: &[Scenario] = &[
         )],
         server: Server::Shared,
         hosts: &["cockroachdb-public.crdb.svc.cluster.local"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "crossplane",
@@ -177,6 +202,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "masteruser", "orders")],
         server: Server::Shared,
         hosts: &["orders.c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "crunchy",
@@ -190,6 +216,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "hippo-primary.postgres-operator.svc",
             "hippo-pgbouncer.postgres-operator.svc",
         ],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "eso-database-url",
@@ -197,6 +224,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "myshop_admin", "myshop")],
         server: Server::Shared,
         hosts: &["myshop-prod.abcdef.ap-northeast-2.rds.amazonaws.com"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "eso-rds-extract",
@@ -204,6 +232,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "postgres", "orders")],
         server: Server::Shared,
         hosts: &["orders.c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "external-generic",
@@ -211,6 +240,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "orders_app", "orders")],
         server: Server::Shared,
         hosts: &["pg-prod-01.db.internal.example.com"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "osba",
@@ -223,6 +253,7 @@ pub const SCENARIOS: &[Scenario] = &[
         )],
         server: Server::Shared,
         hosts: &["a7c1e9d0-4f2b-4c55-9d0e-2b6f8a1c3d4e.postgres.database.azure.com"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "kubeblocks",
@@ -230,6 +261,15 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "catalog", "postgres")],
         server: Server::Shared,
         hosts: &["catalog-pg-postgresql"],
+        pooled_hosts: &[],
+    },
+    Scenario {
+        name: "percona",
+        deployment: "storefront",
+        bindings: &[("", "db", "shop", "shop")],
+        server: Server::Shared,
+        hosts: &["cluster1-primary.pgo.svc"],
+        pooled_hosts: &["cluster1-pgbouncer.pgo.svc"],
     },
     Scenario {
         name: "servicebinding",
@@ -237,6 +277,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "app", "app")],
         server: Server::Shared,
         hosts: &["pg-main-rw.shop.svc"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "spring-boot",
@@ -244,6 +285,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "app", "app")],
         server: Server::Shared,
         hosts: &["pg-main-rw", "pg-main-rw.shop"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "vault-database",
@@ -251,6 +293,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "v-kubernetes-billing-r-7Hq2LmXw3Pz9", "billing")],
         server: Server::Shared,
         hosts: &["billing-db.internal.example.com"],
+        pooled_hosts: &[],
     },
     Scenario {
         name: "zalando",
@@ -258,6 +301,7 @@ pub const SCENARIOS: &[Scenario] = &[
         bindings: &[("", "db", "foo_user", "foo")],
         server: Server::Shared,
         hosts: &["acid-minimal-cluster"],
+        pooled_hosts: &[],
     },
 ];
 
@@ -314,20 +358,37 @@ fn url_password(url: &str) -> Result<String> {
 
 /// Creates the database accounts the examples' Secrets describe. The passwords come from the
 /// Secrets as written in `examples/`, independently of what dbbind injects.
+/// The users of the scenarios that go through the pooler, with their Secrets' passwords.
+fn pooled_users() -> Result<Vec<(String, String)>> {
+    let mut users = Vec::new();
+    for scenario in SCENARIOS.iter().filter(|s| !s.pooled_hosts.is_empty()) {
+        let password = scenario_password(scenario)?;
+        for (_, _, user, _) in scenario.bindings {
+            users.push(((*user).to_owned(), password.clone()));
+        }
+    }
+    Ok(users)
+}
+
+/// The password of a scenario's Secret: its `password` key, else the one in its URL.
+fn scenario_password(scenario: &Scenario) -> Result<String> {
+    let secret = example_secret(scenario.name)?;
+    match secret.iter().find(|(k, _)| k == "password") {
+        Some((_, password)) => Ok(password.clone()),
+        None => {
+            let url = secret
+                .iter()
+                .find(|(k, _)| k == "DATABASE_URL")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            url_password(&url)
+        }
+    }
+}
+
 pub fn provision(servers: &Servers) -> Result<()> {
     for scenario in SCENARIOS {
-        let secret = example_secret(scenario.name)?;
-        let password = match secret.iter().find(|(k, _)| k == "password") {
-            Some((_, password)) => password.clone(),
-            None => {
-                let url = secret
-                    .iter()
-                    .find(|(k, _)| k == "DATABASE_URL")
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
-                url_password(&url)?
-            }
-        };
+        let password = scenario_password(scenario)?;
         for (_, _, user, database) in scenario.bindings {
             servers.get(scenario.server).add_account(&Account {
                 user,

@@ -218,6 +218,11 @@ pub(super) fn for_the_node(
 ) -> Result<Vec<Way>> {
     let spec = &mut deployment["spec"]["template"]["spec"];
     workload::on_host_network(spec, Servers::address(scenario.server), scenario.hosts);
+    if !scenario.pooled_hosts.is_empty()
+        && let Some(aliases) = spec["hostAliases"].as_array_mut()
+    {
+        aliases.push(serde_json::json!({"ip": POOLER_ADDRESS, "hostnames": scenario.pooled_hosts}));
+    }
     let golden_container = |list: &str, name: &Value| -> Value {
         golden["spec"][list]
             .as_array()
