@@ -370,20 +370,28 @@ fn pooled_users() -> Result<Vec<(String, String)>> {
     Ok(users)
 }
 
-/// The password of a scenario's Secret: its `password` key, else the one in its URL.
+/// The password of a scenario's Secret: its `password` key, else a `…PASSWORD` key (Aiven's
+/// `POSTGRESQL_PASSWORD`), else the one in its URL.
 fn scenario_password(scenario: &Scenario) -> Result<String> {
     let secret = example_secret(scenario.name)?;
-    match secret.iter().find(|(k, _)| k == "password") {
-        Some((_, password)) => Ok(password.clone()),
-        None => {
-            let url = secret
-                .iter()
-                .find(|(k, _)| k == "DATABASE_URL")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            url_password(&url)
-        }
+    let key = |wanted: &dyn Fn(&str) -> bool| {
+        secret
+            .iter()
+            .find(|(k, _)| wanted(k))
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(password) = key(&|k| k == "password").or_else(|| key(&|k| k.ends_with("PASSWORD")))
+    {
+        return Ok(password);
     }
+    let url = key(&|k| k == "DATABASE_URL").unwrap_or_default();
+    if url.is_empty() {
+        return Err(anyhow!(
+            "examples/{}.yaml: its Secret has no password key and no DATABASE_URL",
+            scenario.name
+        ));
+    }
+    url_password(&url)
 }
 
 pub fn provision(servers: &Servers) -> Result<()> {
