@@ -34,6 +34,7 @@ const SECRETS: &[&str] = &[
     include_str!("../../tests/fixtures/secrets/percona-pgv2-pguser.yaml"),
     include_str!("../../tests/fixtures/secrets/rds-managed-master.yaml"),
     include_str!("../../tests/fixtures/secrets/servicebinding-postgresql.yaml"),
+    include_str!("../../tests/fixtures/secrets/stackgres-cluster.yaml"),
     include_str!("../../tests/fixtures/secrets/vault-dynamic-database.yaml"),
     include_str!("../../tests/fixtures/secrets/zalando-credentials.yaml"),
 ];

@@ -18,6 +18,7 @@ fn builtins_parse_and_are_described() {
             "bitnami-ha",
             "osba",
             "cockroachdb",
+            "stackgres",
             "aiven",
             "kubeblocks",
             "crossplane",

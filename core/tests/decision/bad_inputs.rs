@@ -110,7 +110,7 @@ fn annotation_errors() {
                 ("dbbind.io/secret", "orders-db-conn"),
                 ("dbbind.io/profile", "mysql"),
             ],
-            "dbbind: annotation \"dbbind.io/profile\": unknown profile \"mysql\"; profiles: auto, servicebinding, cnpg, edb, crunchy, crunchy-pgbouncer, zalando, bitnami, bitnami-ha, osba, cockroachdb, aiven, kubeblocks, crossplane, a8s, vault-database, rds, generic, url",
+            "dbbind: annotation \"dbbind.io/profile\": unknown profile \"mysql\"; profiles: auto, servicebinding, cnpg, edb, crunchy, crunchy-pgbouncer, zalando, bitnami, bitnami-ha, osba, cockroachdb, stackgres, aiven, kubeblocks, crossplane, a8s, vault-database, rds, generic, url",
         ),
         (
             &[
@@ -324,7 +324,7 @@ fn resolution_errors() {
                 ("dbbind.io/secret", "orders-db-conn"),
                 ("dbbind.io/endpoint", "ro"),
             ],
-            "dbbind: annotation \"dbbind.io/endpoint\": profile \"generic\" has no endpoint roles; profiles that have them: cnpg, edb, crunchy, zalando",
+            "dbbind: annotation \"dbbind.io/endpoint\": profile \"generic\" has no endpoint roles; profiles that have them: cnpg, edb, crunchy, zalando, stackgres",
         ),
         (
             &[

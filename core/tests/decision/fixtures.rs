@@ -425,6 +425,18 @@ const CASES: &[Case] = &[
         ],
     ),
     (
+        "stackgres-cluster.yaml",
+        &[],
+        "stackgres",
+        &[
+            ("POSTGRES_HOST", "=pricing"),
+            ("POSTGRES_PORT", "=5432"),
+            ("POSTGRES_DB", "=postgres"),
+            ("POSTGRES_USER", "superuser-username"),
+            ("POSTGRES_PASSWORD", "superuser-password"),
+        ],
+    ),
+    (
         "vault-dynamic-database.yaml",
         &[("dbbind.io/host", "billing-db.internal.example.com")],
         "vault-database",
@@ -539,6 +551,11 @@ fn endpoint_roles_name_the_operators_service_for_the_role() {
             "POSTGRES_HOST=secret:cluster1-pguser-shop/pgbouncer-host",
             "DATABASE_URL=secret:cluster1-pguser-shop/pgbouncer-uri",
         ]
+    );
+    // StackGres: the cluster is the Secret's name; its replicas' Service.
+    assert_eq!(
+        host("stackgres-cluster.yaml", &[("dbbind.io/endpoint", "ro")]),
+        ["POSTGRES_HOST=pricing-replicas"]
     );
     // EDB: the same roles, the cluster from its <cluster>-app name.
     assert_eq!(
