@@ -158,7 +158,7 @@ impl PodNetwork {
 
 impl Claim {
     /// Removes the route and the bridge. Veths die with their pods' network namespaces (see
-    /// [`crate::node`]); any left on the bridge are removed here too.
+    /// the node module); any left on the bridge are removed here too.
     pub fn teardown(&self) {
         let metric = self.metric.to_string();
         let _ = ip(&[

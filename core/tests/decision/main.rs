@@ -6,6 +6,7 @@ use dbbind_test_support as support;
 
 mod bad_inputs;
 mod canary;
+mod endpoints;
 mod fixtures;
 mod fuzz_findings;
 mod idempotency;
